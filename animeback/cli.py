@@ -1,0 +1,163 @@
+"""Command line: parses arguments and calls the core; errors end as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import config as config_module
+from .errors import AnimeBackError
+
+log = logging.getLogger("animeback")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _format_time(seconds: float) -> str:
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"
+
+
+def _open_index(settings):
+    from .index import Index
+
+    return Index(settings)
+
+
+def cmd_init(args, settings) -> int:
+    path = config_module.config_path(args.config)
+    if config_module.write_default_config(path):
+        print(f"wrote {path} with every setting at its default (config.md explains each key)")
+    else:
+        print(f"{path} already exists; left as it is")
+    print(f"next: put episodes in {settings.library_path}/<series id>/<episode file>, "
+          "then run `python run.py process`")
+    return 0
+
+
+def cmd_process(args, settings) -> int:
+    from .indexer import process_library
+
+    with _open_index(settings) as index:
+        report = process_library(index, reindex=args.reindex, progress=not args.quiet)
+    print(report.summary())
+    for error in report.errors:
+        print(f"failed: {error}", file=sys.stderr)
+    return EXIT_ERROR if report.failed and not report.indexed and not report.skipped else 0
+
+
+def cmd_search(args, settings) -> int:
+    from .search import Searcher, decode_query, trace_moe_response, trace_moe_result
+
+    path = Path(args.image)
+    try:
+        rgb = decode_query(settings, path.read_bytes())  # before loading the model: bad input fails at once
+    except OSError as exc:
+        raise AnimeBackError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except AnimeBackError as exc:
+        raise type(exc)(f"{path}: {exc.message}") from None
+    with _open_index(settings) as index:
+        outcome = Searcher(index).search(rgb, cut_borders=not args.no_cut_borders, series=args.series,
+                                         limit=args.limit)
+        series_info = {}
+        if args.json:
+            results = [trace_moe_result(m, index.catalogue.get_series(m.series_id) if args.anilist_info else None)
+                       for m in outcome.matches]
+            print(json.dumps(trace_moe_response(outcome, results), ensure_ascii=False, indent=2))
+            return 0
+        for m in outcome.matches:
+            series_info.setdefault(m.series_id, index.catalogue.get_series(m.series_id) or {})
+    if not outcome.matches:
+        print("no match")
+        return 0
+    print(f"{'sim':>6}  {'series':<16} {'ep':>5}  {'from':>7} {'at':>7} {'to':>7}  file")
+    for m in outcome.matches:
+        title = series_info[m.series_id].get("title") or m.series_id
+        episode = "-" if m.episode is None else str(m.episode)
+        print(f"{m.similarity:6.3f}  {str(title)[:16]:<16} {episode:>5}  {_format_time(m.start):>7} "
+              f"{_format_time(m.at):>7} {_format_time(m.end):>7}  {m.filename}")
+    return 0
+
+
+def cmd_train_pca(args, settings) -> int:
+    from .pca import train_library_pca
+
+    report = train_library_pca(settings, dim=args.dim, samples=args.samples, reindex=not args.no_reindex,
+                               progress=not args.quiet)
+    print(report)
+    return 0
+
+
+def cmd_status(args, settings) -> int:
+    with _open_index(settings) as index:
+        stats = index.refresh_stats()
+        failed = [r for r in index.catalogue.episodes() if r.status == "failed"]
+        model = index.indexed_model() or index.model_name
+    print(f"library: {settings.library_path}")
+    print(f"index: {stats['series']} series, {stats['episodes']} episodes, {stats['video_seconds'] / 3600:.2f} h, "
+          f"{stats['vectors']} vectors; model {model}; Milvus {settings.milvus_uri}")
+    for r in failed:
+        print(f"failed: {r.error}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="AnimeBack: find the anime, episode and moment of a screenshot.",
+        epilog="Run without a command to write a default config.json.")
+    parser.add_argument("--config", help="config file (default: $ANIMEBACK_CONFIG or ./config.json)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write a default config.json (never overwrites)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("process", help="index new and changed episodes of the library, drop vanished ones",
+                       description="Index every episode of the library not yet indexed; resumable at any point.")
+    p.add_argument("--reindex", action="store_true", help="drop the whole index and rebuild it (after a model change)")
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("search", help="find the scene of a screenshot", description="Find the scene of a screenshot.")
+    p.add_argument("image", help="image file (JPEG, PNG, WebP, GIF, BMP)")
+    p.add_argument("--json", action="store_true", help="print the web API's JSON (trace.moe's shape)")
+    p.add_argument("--series", help="only search this series id")
+    p.add_argument("--limit", type=int, default=None, help="at most this many results (default: search.max_results)")
+    p.add_argument("--no-cut-borders", action="store_true", help="do not look for the picture inside black borders")
+    p.add_argument("--anilist-info", action="store_true", help="with --json: series metadata instead of the id")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("train-pca", help="refit PCA on the library's own frames, then re-index",
+                       description="Fit PCA on frames sampled from the library and re-index with it.")
+    p.add_argument("--dim", type=int, default=256, help="output dimensions (default 256)")
+    p.add_argument("--samples", type=int, default=20000, help="frames to fit on (default 20000)")
+    p.add_argument("--no-reindex", action="store_true", help="only write the PCA file")
+    p.set_defaults(func=cmd_train_pca)
+
+    p = sub.add_parser("status", help="what is indexed, and which files failed")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of run.py."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        settings = config_module.load_settings(args.config)
+        if args.command is None:
+            return cmd_init(args, settings)
+        return args.func(args, settings)
+    except AnimeBackError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to finish (nothing is lost or duplicated)", file=sys.stderr)
+        return EXIT_INTERRUPTED

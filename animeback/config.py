@@ -1,0 +1,258 @@
+"""Settings: loaded once from config.json, overridden by ANIMEBACK_<KEY> variables, validated, passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "config.json"
+ENV_PREFIX = "ANIMEBACK_"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class MediaSettings:
+    sample_fps: float = 2.0
+    preview: bool = True
+    preview_height: int = 360
+    preview_crf: int = 30
+    preview_preset: str = "ultrafast"
+    skip_loop_filter: bool = True
+    ffmpeg: str = "ffmpeg"
+    ffprobe: str = "ffprobe"
+
+
+@dataclass
+class DedupeSettings:
+    max_distance: int = 9
+    window: int = 50
+    max_age_s: float = 1.0
+
+
+@dataclass
+class FeatureSettings:
+    weights: str = "models/mobilenet_v2_imagenet.weights.h5"
+    pca: str = ""
+    batch_size: int = 32
+    threads: int = 0
+
+
+@dataclass
+class MilvusSettings:
+    uri: str = ""
+    token: str = ""
+    collection: str = "animeback_frames"
+    nlist: int = 128
+    nprobe: int = 16
+
+
+@dataclass
+class SearchSettings:
+    max_results: int = 10
+    candidates: int = 100
+    group_gap_s: float = 5.0
+    span_tolerance: float = 0.02
+    cut_borders: bool = True
+    max_image_bytes: int = 25 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    min_image_side: int = 16
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 4000
+
+
+@dataclass
+class Settings:
+    library_dir: str = "library"
+    data_dir: str = "data"
+    log_level: str = "INFO"
+    media: MediaSettings = field(default_factory=MediaSettings)
+    dedupe: DedupeSettings = field(default_factory=DedupeSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    milvus: MilvusSettings = field(default_factory=MilvusSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    # Directory that relative paths are resolved against: the config file's folder.
+    base_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def path(self, value: str) -> Path:
+        """Resolve a path setting: absolute as given, relative to the config file's folder, else the project."""
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            return p
+        if value.startswith("models/") and not (self.base_dir / p).exists():
+            return PROJECT_ROOT / p  # shipped model files live in the project, wherever the config is
+        return self.base_dir / p
+
+    @property
+    def library_path(self) -> Path:
+        return self.path(self.library_dir)
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.data_dir)
+
+    @property
+    def milvus_uri(self) -> str:
+        """The Milvus URI: a server's when configured, else the embedded Milvus Lite file in data_dir."""
+        return self.milvus.uri or str(self.data_path / "milvus.db")
+
+
+# Allowed ranges and choices, checked after loading; (low, high) inclusive, or a tuple of choices.
+_LIMITS: dict[str, Any] = {
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "media.sample_fps": (0.1, 30.0),
+    "media.preview_height": (64, 2160),
+    "media.preview_crf": (0, 51),
+    "media.preview_preset": ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"),
+    "dedupe.max_distance": (0, 64),
+    "dedupe.window": (1, 10_000),
+    "dedupe.max_age_s": (0.0, 3600.0),
+    "features.batch_size": (1, 1024),
+    "features.threads": (0, 256),
+    "milvus.nlist": (1, 65536),
+    "milvus.nprobe": (1, 65536),
+    "search.max_results": (1, 100),
+    "search.candidates": (1, 16384),
+    "search.group_gap_s": (0.0, 3600.0),
+    "search.span_tolerance": (0.0, 1.0),
+    "search.max_image_bytes": (1024, 1 << 31),
+    "search.max_image_pixels": (1, 1 << 31),
+    "search.min_image_side": (1, 4096),
+    "server.port": (1, 65535),
+}
+
+
+def _public_fields(cls) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def to_dict(settings: Any) -> dict:
+    """The settings as a JSON-ready dict (internal fields left out)."""
+    out = {}
+    for f in _public_fields(type(settings)):
+        value = getattr(settings, f.name)
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"config key '{key}' must be {kind.__name__}, got {value!r}")
+
+
+def _apply(obj: Any, data: dict, prefix: str, source: str) -> None:
+    fields = {f.name: f for f in _public_fields(type(obj))}
+    hints = typing.get_type_hints(type(obj))
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown config key '{key}'{hint}")
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: config key '{key}' must be an object")
+            _apply(current, value, f"{key}.", source)
+        else:
+            setattr(obj, name, _coerce(key, value, hints[name]))
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict:
+    """ANIMEBACK_MEDIA__SAMPLE_FPS=3 -> {"media": {"sample_fps": "3"}} (ANIMEBACK_CONFIG names the file)."""
+    tree: dict = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def _validate(settings: Settings) -> None:
+    for key, limit in _LIMITS.items():
+        obj = settings
+        *parents, leaf = key.split(".")
+        for p in parents:
+            obj = getattr(obj, p)
+        value = getattr(obj, leaf)
+        if isinstance(limit[0], str):
+            if value not in limit:
+                raise ConfigError(f"config key '{key}' must be one of {', '.join(limit)}; got {value!r}")
+        elif not limit[0] <= value <= limit[1]:
+            raise ConfigError(f"config key '{key}' must be between {limit[0]} and {limit[1]}; got {value!r}")
+
+
+def config_path(explicit: str | os.PathLike | None = None, environ: typing.Mapping[str, str] | None = None) -> Path:
+    """Which config file to use: --config, else $ANIMEBACK_CONFIG, else ./config.json."""
+    environ = os.environ if environ is None else environ
+    return Path(explicit or environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_NAME).expanduser().resolve()
+
+
+def load_settings(path: Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Settings:
+    """Load settings from a config file (defaults when it is absent) and apply environment overrides."""
+    environ = os.environ if environ is None else environ
+    path = config_path(path, environ)
+    settings = Settings(base_dir=path.parent)
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object")
+        _apply(settings, data, "", str(path))
+    _apply(settings, _env_overrides(environ), "", "environment")
+    _validate(settings)
+    return settings
+
+
+def write_default_config(path: Path) -> bool:
+    """Write a config file with every key at its default; never overwrite. True when written."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_dict(Settings()), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return True

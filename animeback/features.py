@@ -1,0 +1,138 @@
+"""Image embeddings: MobileNetV2 (ImageNet, Keras) pooled features -> L2 -> PCA -> L2."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .mobilenet import INPUT_SIZE
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def import_tensorflow():
+    """Import TensorFlow with its C++ start-up banner (absl/oneDNN notices on fd 2) kept off the terminal."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+            import keras  # noqa: F401  (its first import initialises the same C++ runtime)
+            tf.constant(0)  # the runtime prints its notices on first use
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tf
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype("float32")
+
+
+@dataclass(frozen=True)
+class PcaModel:
+    """A fitted PCA: x -> (x - mean) @ components.T, optionally whitened."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    scale: np.ndarray  # per-component divisor (1 without whitening)
+
+    @property
+    def dim(self) -> int:
+        return int(self.components.shape[0])
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) @ self.components.T) / self.scale
+
+    def fingerprint(self) -> str:
+        """A short hash that identifies these parameters (recorded with the index)."""
+        digest = hashlib.sha256()
+        for a in (self.mean, self.components, self.scale):
+            digest.update(np.ascontiguousarray(a, dtype="float32").tobytes())
+        return digest.hexdigest()[:12]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, mean=self.mean, components=self.components, scale=self.scale)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "PcaModel":
+        try:
+            with np.load(path) as data:
+                return cls(data["mean"].astype("float32"), data["components"].astype("float32"),
+                           data["scale"].astype("float32"))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigError(f"cannot load PCA file {path}: {exc}") from None
+
+    @classmethod
+    def fit(cls, features: np.ndarray, dim: int, whiten: bool = False) -> "PcaModel":
+        """Fit on L2-normalised CNN features (rows)."""
+        from sklearn.decomposition import PCA
+
+        dim = min(dim, features.shape[0], features.shape[1])
+        pca = PCA(n_components=dim, svd_solver="full", whiten=False).fit(features)
+        scale = np.sqrt(pca.explained_variance_) if whiten else np.ones(dim)
+        return cls(pca.mean_.astype("float32"), pca.components_.astype("float32"), scale.astype("float32"))
+
+
+class Embedder:
+    """Turns batches of 224x224 RGB uint8 images into unit-length vectors; loads the CNN once."""
+
+    def __init__(self, weights: Path, pca: PcaModel | None, batch_size: int = 32, threads: int = 0):
+        if not weights.exists():
+            raise ConfigError(f"CNN weights not found: {weights} (see models/README.md)")
+        tf = import_tensorflow()
+        if threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:
+                pass  # TensorFlow was already initialised in this process; keep its settings
+        import keras
+
+        from .mobilenet import build_mobilenet_v2
+
+        model = build_mobilenet_v2(keras, with_classifier=True)
+        model.load_weights(weights)
+        self.model = keras.Model(model.input, model.get_layer("pool").output)
+        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
+                                 input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
+        self._tf = tf
+        self.pca = pca
+        self.batch_size = batch_size
+        self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
+
+    @property
+    def dim(self) -> int:
+        return self.pca.dim if self.pca else 1280
+
+    def cnn_features(self, images: np.ndarray) -> np.ndarray:
+        """L2-normalised pooled CNN features of a stack of images, in batches."""
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = self._tf.convert_to_tensor(np.asarray(images[i:i + self.batch_size], dtype="float32"))
+            out.append(self._call(batch).numpy())
+        if not out:
+            return np.zeros((0, 1280), "float32")
+        return l2_normalize(np.concatenate(out))
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Final search vectors of a stack of images."""
+        features = self.cnn_features(images)
+        return l2_normalize(self.pca.transform(features)) if self.pca else features

@@ -1,0 +1,237 @@
+"""`process`: index every new or changed episode of the library, remove vanished ones, resumably.
+
+Write order (so a crash at any point is repaired by the next run, with no duplicate and no orphan):
+1. the episode record is written with status "indexing" before any vector;
+2. vectors go to Milvus (deterministic ids), then their frame map to LevelDB, batch by batch;
+3. Milvus is flushed, the preview moved into place, and only then the record says "indexed".
+A record found in "indexing" or "removing" at start has its vectors and frames deleted before anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .dedupe import Deduplicator, KeptFrame
+from .errors import AnimeBackError, MediaError
+from .index import Index
+from .library import EpisodeFile, content_hash, read_series_metadata, scan_library
+from .media import FrameSampler, detect_borders, probe
+from .stores import EpisodeRecord, FrameRow
+from .stores.catalogue import frame_id
+
+log = logging.getLogger(__name__)
+
+PREVIEW_DIR = "previews"
+
+
+@dataclass
+class ProcessReport:
+    """What one `process` run did."""
+
+    indexed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    removed: int = 0
+    repaired: int = 0
+    video_seconds: float = 0.0
+    frames_sampled: int = 0
+    frames_kept: int = 0
+    vectors_written: int = 0
+    wall_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"indexed {self.indexed} episode(s) ({self.video_seconds / 60:.1f} min of video), "
+                f"skipped {self.skipped} unchanged, removed {self.removed}, failed {self.failed}; "
+                f"frames sampled {self.frames_sampled}, kept {self.frames_kept}, vectors written "
+                f"{self.vectors_written}; wall time {self.wall_seconds:.1f} s")
+
+
+def _remove_episode(index: Index, record: EpisodeRecord) -> None:
+    record.status = "removing"
+    index.catalogue.put_episode(record)
+    index.vectors.delete_episode(record.id)
+    index.vectors.flush()
+    if record.preview:
+        Path(index.settings.data_path / record.preview).unlink(missing_ok=True)
+    index.catalogue.delete_episode(record.id)
+
+
+def repair(index: Index) -> int:
+    """Undo episodes left half-written or half-removed by an interrupted run; returns how many."""
+    count = 0
+    for record in list(index.catalogue.episodes()):
+        if record.status in ("indexing", "removing"):
+            log.info("repairing %s (interrupted while %s)", record.relpath, record.status)
+            _remove_episode(index, record)
+            count += 1
+        elif record.status == "failed" and record.frames_kept:
+            _remove_episode(index, record)
+    return count
+
+
+class EpisodeIndexer:
+    """Runs one episode through media -> dedupe -> features -> stores."""
+
+    def __init__(self, index: Index, progress: bool = True):
+        self.index, self.progress = index, progress
+        self.settings = index.settings
+
+    def _write(self, record: EpisodeRecord, kept: list[KeptFrame]) -> int:
+        vectors = self.index.embedder.embed(np.stack([k.pixels for k in kept]))
+        rows = [FrameRow(frame_id(record.id, k.index), record.id, record.series_id, k.time, k.start, k.end, v)
+                for k, v in zip(kept, vectors)]
+        self.index.vectors.insert(rows)
+        self.index.catalogue.put_frames([(r.id, r.episode, r.time, r.start, r.end) for r in rows])
+        return len(rows)
+
+    def run(self, file: EpisodeFile, digest: str) -> EpisodeRecord:
+        s = self.settings
+        catalogue = self.index.catalogue
+        info = probe(file.path, s.media.ffprobe)
+        crop = detect_borders(file.path, info, s.media.ffmpeg)
+        record = EpisodeRecord(id=catalogue.new_episode_id(), series_id=file.series_id, relpath=file.relpath,
+                               status="indexing", size=file.size, mtime_ns=file.mtime_ns, content_hash=digest,
+                               episode=file.episode, duration=info.duration, fps=info.fps, width=info.width,
+                               height=info.height, crop=crop.as_list() if crop else None,
+                               model=self.index.model_name)
+        catalogue.put_episode(record)
+        preview_rel = f"{PREVIEW_DIR}/{record.id}.mp4" if s.media.preview else None
+        preview_tmp = s.data_path / f"{preview_rel}.part" if preview_rel else None
+        if preview_tmp:
+            preview_tmp.parent.mkdir(parents=True, exist_ok=True)
+        sampler = FrameSampler(file.path, info, s.media.sample_fps, crop, preview_tmp, s.media)
+        dedupe = Deduplicator(s.dedupe.max_distance, s.dedupe.window, s.dedupe.max_age_s)
+        batch: list[KeptFrame] = []
+        written = 0
+        bar = tqdm(total=round(info.duration, 1), unit="s", desc=file.relpath[-40:], disable=not self.progress,
+                   leave=False, bar_format="{desc} {bar} {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}")
+        try:
+            for kept in dedupe.filter(sampler, info.duration):
+                batch.append(kept)
+                bar.update(max(0.0, min(kept.end, info.duration) - bar.n))
+                if len(batch) >= s.features.batch_size:
+                    written += self._write(record, batch)
+                    batch = []
+                    bar.set_postfix_str(f"kept {dedupe.kept}/{dedupe.sampled}")
+            if batch:
+                written += self._write(record, batch)
+            self.index.vectors.flush()
+            if preview_tmp:
+                os.replace(preview_tmp, s.data_path / preview_rel)
+        except BaseException:
+            if preview_tmp:
+                preview_tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            bar.close()
+        record.status, record.preview = "indexed", preview_rel
+        record.frames_sampled, record.frames_kept, record.indexed_at = dedupe.sampled, written, time.time()
+        catalogue.put_episode(record)
+        catalogue.put_meta("model", self.index.model_name)
+        return record
+
+
+def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str) -> None:
+    # Keep a "failed" record (no vectors) so `status` can show why; it is retried when the file changes.
+    catalogue = index.catalogue
+    for record in catalogue.episodes():
+        if record.relpath == file.relpath and record.status in ("indexing", "failed"):
+            index.vectors.delete_episode(record.id)
+            catalogue.delete_frames(record.id)
+            record.status, record.error, record.frames_kept = "failed", error, 0
+            record.size, record.mtime_ns, record.content_hash = file.size, file.mtime_ns, digest
+            catalogue.put_episode(record)
+            return
+    catalogue.put_episode(EpisodeRecord(id=catalogue.new_episode_id(), series_id=file.series_id,
+                                        relpath=file.relpath, status="failed", size=file.size,
+                                        mtime_ns=file.mtime_ns, content_hash=digest, episode=file.episode,
+                                        error=error))
+
+
+def process_library(index: Index, reindex: bool = False, progress: bool = True) -> ProcessReport:
+    """Bring the index in line with the library folder; see the module docstring for the guarantees."""
+    started = time.monotonic()
+    settings = index.settings
+    report = ProcessReport()
+    if reindex:
+        log.info("re-indexing everything with %s", index.model_name)
+        index.reset()
+    index.check_model()
+    report.repaired = repair(index)
+    files = scan_library(settings.library_path)
+    if not settings.library_path.is_dir():
+        log.warning("library folder %s does not exist: nothing to index", settings.library_path)
+    on_disk = {f.relpath: f for f in files}
+    records = {r.relpath: r for r in index.catalogue.episodes()}
+    for relpath, record in records.items():
+        if relpath not in on_disk:
+            log.info("removing %s (file is gone)", relpath)
+            _remove_episode(index, record)
+            report.removed += 1
+    for series_id in sorted({f.series_id for f in files}):
+        metadata = read_series_metadata(settings.library_path / series_id)
+        if metadata != (index.catalogue.get_series(series_id) or {}):
+            index.catalogue.put_series(series_id, metadata)
+    worker = EpisodeIndexer(index, progress)
+    todo = [f for f in files if not _unchanged(records.get(f.relpath), f)]
+    report.skipped = len(files) - len(todo)
+    try:
+        _index_files(index, worker, todo, records, report)
+    finally:
+        index.refresh_stats()
+    report.wall_seconds = time.monotonic() - started
+    return report
+
+
+def _index_files(index: Index, worker: EpisodeIndexer, todo: list[EpisodeFile], records: dict,
+                 report: ProcessReport) -> None:
+    for position, file in enumerate(todo, 1):
+        previous = records.get(file.relpath)
+        try:
+            digest = content_hash(file.path)
+        except OSError as exc:
+            _fail(index, report, file, "", f"{file.path}: cannot read ({exc.strerror or exc})")
+            continue
+        if previous and previous.status == "indexed" and previous.content_hash == digest:
+            previous.size, previous.mtime_ns = file.size, file.mtime_ns  # touched, not changed
+            index.catalogue.put_episode(previous)
+            report.skipped += 1
+            continue
+        if previous and previous.status == "indexed":
+            log.info("re-indexing %s (content changed)", file.relpath)
+            _remove_episode(index, previous)
+        log.info("[%d/%d] indexing %s", position, len(todo), file.relpath)
+        try:
+            record = worker.run(file, digest)
+        except MediaError as exc:
+            _fail(index, report, file, digest, exc.message)
+            continue
+        report.indexed += 1
+        report.video_seconds += record.duration
+        report.frames_sampled += record.frames_sampled
+        report.frames_kept += record.frames_kept
+        report.vectors_written += record.frames_kept
+
+
+def _unchanged(record: EpisodeRecord | None, file: EpisodeFile) -> bool:
+    if record is None or record.size != file.size or record.mtime_ns != file.mtime_ns:
+        return False
+    return record.status == "indexed" or (record.status == "failed" and bool(record.error))
+
+
+def _fail(index: Index, report: ProcessReport, file: EpisodeFile, digest: str, message: str) -> None:
+    log.error("%s", message)
+    _record_failure(index, file, digest, message)
+    report.failed += 1
+    report.errors.append(message)
+
+
+__all__ = ["ProcessReport", "process_library", "repair", "AnimeBackError"]

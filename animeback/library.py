@@ -1,0 +1,105 @@
+"""The library folder: `<series id>/<episode file>`, episode numbers parsed from file names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".gif")
+SERIES_METADATA_FILE = "series.json"
+
+# Tried in order; each captures the episode number (or a range a-b) in group "ep".
+_EPISODE_PATTERNS = [
+    re.compile(r"S\d{1,2}E(?P<ep>\d{1,4})", re.I),
+    re.compile(r"第\s*(?P<ep>\d+(?:\.\d+)?)\s*[话話集回]"),
+    re.compile(r"(?:^|[\s._\-\[(])(?:EP|E|Episode|Ep\.?)\s*(?P<ep>\d+(?:\.\d+)?(?:\s*-\s*\d+)?)(?![\dp])", re.I),
+    re.compile(r"\s-\s(?P<ep>\d+(?:\.\d+)?(?:-\d+)?)(?:v\d)?(?=\s|\[|\(|$)"),
+    re.compile(r"\[(?P<ep>\d{1,4}(?:\.\d)?)(?:v\d)?\]"),
+    re.compile(r"^(?P<ep>\d{1,4}(?:\.\d)?)$"),
+    re.compile(r"(?:^|[\s._])(?P<ep>\d{1,4})(?:v\d)?$"),
+]
+_NOISE = re.compile(r"\[(?:\d{3,4}p|[0-9A-F]{8}|x26[45]|HEVC|AVC|FLAC|AAC)[^\]]*\]|\((?:\d{3,4}p)[^)]*\)", re.I)
+
+
+@dataclass(frozen=True)
+class EpisodeFile:
+    """One video file found in the library."""
+
+    series_id: str
+    relpath: str  # "<series id>/<file>", the file's identity within the library
+    path: Path
+    size: int
+    mtime_ns: int
+    episode: int | float | list | None
+
+
+def parse_episode_number(filename: str) -> int | float | list | None:
+    """Episode number from a file name: 5, 5.5, [5, 6] for a range, or None when there is none."""
+    stem = _NOISE.sub(" ", Path(filename).stem).strip()
+    for pattern in _EPISODE_PATTERNS:
+        match = pattern.search(stem)
+        if not match:
+            continue
+        raw = match.group("ep").replace(" ", "")
+        if "-" in raw:
+            a, b = raw.split("-", 1)
+            return [_number(a), _number(b)]
+        return _number(raw)
+    return None
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def scan_library(root: Path) -> list[EpisodeFile]:
+    """Every video file under root/<series id>/, sorted by path; other files are ignored."""
+    if not root.is_dir():
+        return []
+    found = []
+    for series_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(series_dir.iterdir()):
+            if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file() or path.name.startswith("."):
+                continue
+            stat = path.stat()
+            found.append(EpisodeFile(series_dir.name, f"{series_dir.name}/{path.name}", path, stat.st_size,
+                                     stat.st_mtime_ns, parse_episode_number(path.name)))
+    return found
+
+
+def read_series_metadata(series_dir: Path) -> dict:
+    """The optional series.json of a series folder, or {} (a malformed one is logged and ignored)."""
+    path = series_dir / SERIES_METADATA_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return {}
+    if not isinstance(data, dict):
+        log.warning("ignoring %s: it must hold a JSON object", path)
+        return {}
+    return data
+
+
+def content_hash(path: Path, chunk: int = 4 << 20) -> str:
+    """SHA-256 of a file's content, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_readable(path: Path) -> bool:
+    """Whether the current user may read the file."""
+    return os.access(path, os.R_OK)

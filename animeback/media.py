@@ -1,0 +1,222 @@
+"""ffmpeg/ffprobe as subprocesses (argument lists, never a shell): probe, find borders, sample frames, preview."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MediaError
+from .imaging import Box, content_box
+from .mobilenet import INPUT_SIZE
+
+log = logging.getLogger(__name__)
+
+# Share of the probed duration that must decode, below which a file counts as truncated.
+MIN_DECODED_SHARE = 0.9
+_BORDER_PROBE_WIDTH = 160
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ffprobe says of a video's first video stream."""
+
+    duration: float
+    fps: float
+    width: int
+    height: int
+    codec: str
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A sampled frame: its index in the sample sequence, its time in seconds, and RGB pixels."""
+
+    index: int
+    time: float
+    pixels: np.ndarray
+
+
+def _run(cmd: list[str], path: Path, what: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise MediaError(f"{cmd[0]} not found: install ffmpeg (apt-get install ffmpeg)") from None
+
+
+def _fraction(text: str) -> float:
+    num, _, den = (text or "0/1").partition("/")
+    try:
+        return float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+
+
+def probe(path: Path, ffprobe: str = "ffprobe") -> VideoInfo:
+    """Read duration, frame rate and size of a video, or raise MediaError naming the file and cause."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise MediaError(f"{path}: file not found") from None
+    except PermissionError:
+        raise MediaError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise MediaError(f"{path}: the file is empty (0 bytes)")
+    cmd = [ffprobe, "-v", "error", "-show_entries",
+           "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration",
+           "-of", "json", "--", str(path)]
+    result = _run(cmd, path, "probe")
+    try:
+        data = json.loads(result.stdout or b"{}")
+    except ValueError:
+        data = {}
+    streams = data.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    if result.returncode != 0 or video is None:
+        reason = result.stderr.decode(errors="replace").strip().splitlines()
+        cause = reason[-1].split(": ", 1)[-1] if reason else "no video stream"
+        raise MediaError(f"{path}: not a readable video ({cause})")
+    duration = float(data.get("format", {}).get("duration") or video.get("duration") or 0)
+    fps = _fraction(video.get("avg_frame_rate")) or _fraction(video.get("r_frame_rate"))
+    if duration <= 0:
+        raise MediaError(f"{path}: the video has no duration (corrupt or truncated)")
+    return VideoInfo(duration, fps, int(video.get("width") or 0), int(video.get("height") or 0),
+                     str(video.get("codec_name")), any(s.get("codec_type") == "audio" for s in streams))
+
+
+def detect_borders(path: Path, info: VideoInfo, ffmpeg: str = "ffmpeg") -> Box | None:
+    """Black bars burnt into a whole video, found on its keyframes; None when there are none.
+
+    A row or column is a bar only if it is black in every keyframe, so dark scenes cannot fake one.
+    """
+    if not info.width or not info.height:
+        return None
+    probe_h = max(2, round(_BORDER_PROBE_WIDTH * info.height / info.width / 2) * 2)
+    cmd = [ffmpeg, "-v", "error", "-skip_frame", "nokey", "-i", str(path), "-map", "0:v:0",
+           "-vf", f"scale={_BORDER_PROBE_WIDTH}:{probe_h}", "-fps_mode", "passthrough",
+           "-pix_fmt", "gray", "-f", "rawvideo", "-"]
+    result = _run(cmd, path, "border probe")
+    size = _BORDER_PROBE_WIDTH * probe_h
+    count = len(result.stdout) // size
+    if count < 3:  # too few keyframes to tell bars from a dark shot
+        return None
+    frames = np.frombuffer(result.stdout[:count * size], np.uint8).reshape(count, probe_h, _BORDER_PROBE_WIDTH)
+    box = content_box(frames.max(axis=0))
+    if box.w >= _BORDER_PROBE_WIDTH - 2 and box.h >= probe_h - 2:
+        return None
+    sx, sy = info.width / _BORDER_PROBE_WIDTH, info.height / probe_h
+    # Round inwards to even pixels so the crop keeps no sliver of bar and suits yuv420p.
+    x0, y0 = int(np.ceil(box.x * sx / 2) * 2), int(np.ceil(box.y * sy / 2) * 2)
+    x1 = int(np.floor((box.x + box.w) * sx / 2) * 2)
+    y1 = int(np.floor((box.y + box.h) * sy / 2) * 2)
+    return Box(x0, y0, x1 - x0, y1 - y0)
+
+
+def preview_height(info: VideoInfo, wanted: int) -> int:
+    """The preview's height: the configured one, never above the source's, and even for x264."""
+    return max(2, min(wanted, info.height or wanted) // 2 * 2)
+
+
+class FrameSampler:
+    """Decodes a video once: streams frames sampled at `fps` (cropped, squashed to the CNN input) through a
+    pipe while the same ffmpeg process writes the web preview mp4."""
+
+    def __init__(self, path: Path, info: VideoInfo, fps: float, crop: Box | None, preview: Path | None,
+                 media_settings, queue_size: int = 256):
+        self.path, self.info, self.fps, self.crop, self.preview = path, info, fps, crop, preview
+        self.settings = media_settings
+        self.frames_read = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stderr = b""
+        self._process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        s = self.settings
+        sample = f"setpts=PTS-STARTPTS,fps={self.fps}"
+        if self.crop:
+            c = self.crop
+            sample += f",crop={c.w}:{c.h}:{c.x}:{c.y}"
+        sample += f",scale={INPUT_SIZE}:{INPUT_SIZE}:flags=area,format=rgb24"
+        cmd = [s.ffmpeg, "-v", "error", "-nostdin", "-y"]
+        if s.skip_loop_filter:  # deblocking is invisible after downscaling and costs a fifth of decoding
+            cmd += ["-skip_loop_filter", "all"]
+        cmd += ["-i", str(self.path)]
+        if self.preview is None:
+            cmd += ["-filter_complex", f"[0:v:0]{sample}[f]"]
+        else:
+            height = preview_height(self.info, s.preview_height)
+            cmd += ["-filter_complex",
+                    f"[0:v:0]split=2[a][b];[a]scale=-2:{height}:flags=fast_bilinear,format=yuv420p[p];[b]{sample}[f]",
+                    "-map", "[p]", "-map", "0:a:0?", "-c:v", "libx264", "-preset", s.preview_preset,
+                    "-tune", "animation", "-crf", str(s.preview_crf), "-c:a", "aac", "-b:a", "96k",
+                    "-ac", "2", "-movflags", "+faststart", "-f", "mp4", str(self.preview)]
+        cmd += ["-map", "[f]", "-f", "rawvideo", "-"]
+        return cmd
+
+    def _read_frames(self) -> None:
+        frame_bytes = INPUT_SIZE * INPUT_SIZE * 3
+        stdout = self._process.stdout
+        index = 0
+        try:
+            while True:
+                buf = stdout.read(frame_bytes)  # a buffered reader: returns a whole frame, or less only at EOF
+                if len(buf) < frame_bytes:
+                    break
+                pixels = np.frombuffer(buf, np.uint8).reshape(INPUT_SIZE, INPUT_SIZE, 3)
+                self._queue.put(Frame(index, index / self.fps, pixels))
+                index += 1
+        finally:
+            self.frames_read = index
+            self._queue.put(None)
+
+    def _read_stderr(self) -> None:
+        self._stderr = self._process.stderr.read()
+
+    def __iter__(self) -> Iterator[Frame]:
+        self._process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, bufsize=1 << 20)
+        readers = [threading.Thread(target=self._read_frames, daemon=True),
+                   threading.Thread(target=self._read_stderr, daemon=True)]
+        for t in readers:
+            t.start()
+        try:
+            while (frame := self._queue.get()) is not None:
+                yield frame
+            returncode = self._process.wait()
+            for t in readers:
+                t.join()
+        finally:
+            self.close()
+        message = self._stderr.decode(errors="replace").strip().splitlines()
+        if returncode != 0:
+            raise MediaError(f"{self.path}: ffmpeg failed ({message[-1] if message else f'exit {returncode}'})")
+        decoded = self.frames_read / self.fps
+        if self.frames_read == 0 or decoded < MIN_DECODED_SHARE * self.info.duration - 1.0 / self.fps:
+            raise MediaError(f"{self.path}: truncated or corrupt video (decoded {decoded:.1f} s of "
+                             f"{self.info.duration:.1f} s)")
+        if message:
+            log.warning("%s: ffmpeg reported: %s", self.path, message[-1])
+
+    def close(self) -> None:
+        """Stop ffmpeg if it is still running (on error or interruption)."""
+        proc = self._process
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        while True:  # unblock the reader thread if it waits on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break

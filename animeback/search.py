@@ -1,0 +1,149 @@
+"""Search: decode a screenshot, find the picture in it, embed, ask Milvus, group hits into scenes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .imaging import Box, content_box, decode_query_image, is_cropped, to_model_input
+from .index import Index
+from .stores import Hit
+
+
+@dataclass
+class SceneMatch:
+    """One answer: an episode and the moment in it, trace.moe style (times in seconds)."""
+
+    series_id: str
+    episode_id: int
+    filename: str
+    episode: int | float | list | None
+    duration: float
+    start: float  # "from"
+    at: float
+    end: float  # "to"
+    similarity: float
+
+
+@dataclass
+class SearchOutcome:
+    """All answers to one query, best first, with the number of frames searched and the region used."""
+
+    frame_count: int
+    matches: list[SceneMatch]
+    box: Box | None = None
+    variants: list[str] = field(default_factory=list)
+
+
+def group_hits(hits: list[Hit], gap: float, tolerance: float, limit: int) -> list[tuple[Hit, float, float]]:
+    """Group hits per episode: each group is seeded by its best hit, takes hits of the same episode within
+    `gap` seconds of it, and spans the time of the members scoring within `tolerance` of the best.
+    Returns (best hit, from, to) for at most `limit` groups, best first."""
+    groups: list[tuple[Hit, float, float]] = []
+    used = [False] * len(hits)
+    order = sorted(range(len(hits)), key=lambda i: -hits[i].similarity)
+    for i in order:
+        if used[i]:
+            continue
+        best = hits[i]
+        lo, hi = best.start, best.end
+        for j in order:
+            h = hits[j]
+            if used[j] or h.episode != best.episode:
+                continue
+            if h.start - gap <= best.time <= h.end + gap:
+                used[j] = True
+                if h.similarity >= best.similarity - tolerance:
+                    lo, hi = min(lo, h.start), max(hi, h.end)
+        used[i] = True
+        groups.append((best, lo, hi))
+        if len(groups) == limit:
+            break
+    return groups
+
+
+def merge_variant_hits(per_variant: list[list[Hit]]) -> list[Hit]:
+    """One list of hits from several query variants, keeping each frame's best similarity."""
+    best: dict[int, Hit] = {}
+    for hits in per_variant:
+        for h in hits:
+            if h.id not in best or h.similarity > best[h.id].similarity:
+                best[h.id] = h
+    return list(best.values())
+
+
+def decode_query(settings, data: bytes) -> np.ndarray:
+    """Decode query bytes with the configured search limits (raises BadImageError / ImageTooLargeError)."""
+    s = settings.search
+    return decode_query_image(data, s.max_image_bytes, s.max_image_pixels, s.min_image_side)
+
+
+class Searcher:
+    """Answers queries against an opened Index."""
+
+    def __init__(self, index: Index):
+        self.index = index
+        self.settings = index.settings.search
+
+    def search_bytes(self, data: bytes, **options) -> SearchOutcome:
+        """Decode and search query bytes."""
+        return self.search(decode_query(self.index.settings, data), **options)
+
+    def search(self, rgb: np.ndarray, cut_borders: bool | None = None, series: str | None = None,
+               limit: int | None = None) -> SearchOutcome:
+        """Top scenes for an RGB image; with cut_borders, the picture inside black borders is searched too."""
+        s = self.settings
+        cut_borders = s.cut_borders if cut_borders is None else cut_borders
+        limit = min(limit or s.max_results, s.max_results)
+        self.index.check_model()
+        variants, images, box = ["full"], [to_model_input(rgb)], None
+        if cut_borders:
+            found = content_box(rgb)
+            if is_cropped(found, rgb.shape):
+                box = found
+                variants.append("borders_cut")
+                images.append(to_model_input(found.crop(rgb)))
+        vectors = self.index.embedder.embed(np.stack(images))
+        hits = merge_variant_hits(self.index.vectors.search(vectors, s.candidates, series))
+        groups = group_hits(hits, s.group_gap_s, s.span_tolerance, limit)
+        matches = []
+        records: dict[int, object] = {}
+        for best, lo, hi in groups:
+            record = records.get(best.episode) or self.index.catalogue.get_episode(best.episode)
+            records[best.episode] = record
+            if record is None or record.status != "indexed":
+                continue  # an episode being removed or re-indexed right now
+            matches.append(SceneMatch(best.series, best.episode, record.filename, record.episode, record.duration,
+                                      lo, best.time, min(hi, record.duration),
+                                      float(np.clip(best.similarity, 0.0, 1.0))))
+        return SearchOutcome(self.index.catalogue.get_meta("vector_count", 0), matches, box, variants)
+
+
+def trace_moe_result(match: SceneMatch, series_info: dict | None = None, video: str | None = None,
+                     image: str | None = None) -> dict:
+    """A match in trace.moe's result shape (`anilist` is the series id, or its metadata object)."""
+    anilist: object = int(match.series_id) if match.series_id.isdigit() else match.series_id
+    if series_info is not None:
+        anilist = {"id": anilist, **series_info}
+    episode = match.episode
+    bounds = episode if isinstance(episode, list) else [episode, episode]
+    return {
+        "anilist": anilist,
+        "filename": match.filename,
+        "episode": episode,
+        "episode_start": bounds[0],
+        "episode_end": bounds[-1],
+        "duration": round(match.duration, 4),
+        "from": round(match.start, 4),
+        "at": round(match.at, 4),
+        "to": round(match.end, 4),
+        "similarity": round(match.similarity, 6),
+        "video": video,
+        "image": image,
+    }
+
+
+def trace_moe_response(outcome: SearchOutcome, results: list[dict]) -> dict:
+    """The full trace.moe response body."""
+    return {"frameCount": outcome.frame_count, "error": "", "result": results}

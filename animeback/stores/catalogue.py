@@ -1,0 +1,144 @@
+"""The catalogue in LevelDB (plyvel): series, episodes, the frame id -> (episode, time span) map, and state."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import IndexBusyError
+
+_FRAME = struct.Struct(">Qddd")  # episode, time, span start, span end
+FRAME_ID_BITS = 22  # frame id = episode id << 22 | sample index: deterministic, so a retry rewrites the same ids
+
+
+def frame_id(episode: int, index: int) -> int:
+    """The id of the index-th sampled frame of an episode."""
+    return (episode << FRAME_ID_BITS) | index
+
+
+@dataclass
+class EpisodeRecord:
+    """What the catalogue knows of one episode file."""
+
+    id: int
+    series_id: str
+    relpath: str
+    status: str  # indexing -> indexed | failed; removing while its vectors are deleted
+    size: int = 0
+    mtime_ns: int = 0
+    content_hash: str = ""
+    episode: int | float | list | None = None
+    duration: float = 0.0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    crop: list | None = None
+    preview: str | None = None
+    frames_sampled: int = 0
+    frames_kept: int = 0
+    model: str = ""
+    error: str = ""
+    indexed_at: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def filename(self) -> str:
+        return self.relpath.split("/", 1)[-1]
+
+
+class Catalogue:
+    """LevelDB-backed records; opened once per process and held (LevelDB locks its folder)."""
+
+    def __init__(self, path: Path):
+        import plyvel
+
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = plyvel.DB(str(path), create_if_missing=True)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise IndexBusyError(f"the catalogue {path} is in use by another AnimeBack process") from None
+            raise
+
+    # -- meta ---------------------------------------------------------------------------------------------
+    def get_meta(self, name: str, default=None):
+        raw = self.db.get(b"meta/" + name.encode())
+        return default if raw is None else json.loads(raw)
+
+    def put_meta(self, name: str, value, sync: bool = True) -> None:
+        self.db.put(b"meta/" + name.encode(), json.dumps(value).encode(), sync=sync)
+
+    # -- series -------------------------------------------------------------------------------------------
+    def put_series(self, series_id: str, metadata: dict) -> None:
+        self.db.put(b"series/" + series_id.encode(), json.dumps(metadata, ensure_ascii=False).encode(), sync=True)
+
+    def get_series(self, series_id: str) -> dict | None:
+        raw = self.db.get(b"series/" + series_id.encode())
+        return None if raw is None else json.loads(raw)
+
+    def series_ids(self) -> list[str]:
+        return [k[len(b"series/"):].decode() for k, _ in self.db.iterator(prefix=b"series/")]
+
+    # -- episodes -----------------------------------------------------------------------------------------
+    def new_episode_id(self) -> int:
+        """A fresh episode id (ids are never reused, so stale vectors can never be mistaken for new ones)."""
+        value = self.get_meta("next_episode_id", 1)
+        self.put_meta("next_episode_id", value + 1)
+        return value
+
+    def put_episode(self, record: EpisodeRecord) -> None:
+        """Write an episode record durably."""
+        self.db.put(b"episode/%010d" % record.id, json.dumps(dataclasses.asdict(record), ensure_ascii=False).encode(),
+                    sync=True)
+
+    def get_episode(self, episode_id: int) -> EpisodeRecord | None:
+        raw = self.db.get(b"episode/%010d" % episode_id)
+        return None if raw is None else EpisodeRecord(**json.loads(raw))
+
+    def episodes(self) -> Iterator[EpisodeRecord]:
+        for _, raw in self.db.iterator(prefix=b"episode/"):
+            yield EpisodeRecord(**json.loads(raw))
+
+    def delete_episode(self, episode_id: int) -> None:
+        """Remove an episode's frames and then its record."""
+        self.delete_frames(episode_id)
+        self.db.delete(b"episode/%010d" % episode_id, sync=True)
+
+    # -- frames -------------------------------------------------------------------------------------------
+    def put_frames(self, frames: list[tuple[int, int, float, float, float]]) -> None:
+        """Write (frame id, episode, time, start, end) tuples in one batch."""
+        with self.db.write_batch() as batch:
+            for fid, episode, time, start, end in frames:
+                batch.put(b"frame/" + fid.to_bytes(8, "big"), _FRAME.pack(episode, time, start, end))
+
+    def get_frame(self, fid: int) -> tuple[int, float, float, float] | None:
+        raw = self.db.get(b"frame/" + fid.to_bytes(8, "big"))
+        return None if raw is None else _FRAME.unpack(raw)
+
+    def delete_frames(self, episode_id: int) -> None:
+        start = b"frame/" + frame_id(episode_id, 0).to_bytes(8, "big")
+        stop = b"frame/" + frame_id(episode_id + 1, 0).to_bytes(8, "big")
+        with self.db.write_batch(sync=True) as batch:
+            for key in self.db.iterator(start=start, stop=stop, include_value=False):
+                batch.delete(key)
+
+    def count_frames(self, episode_id: int | None = None) -> int:
+        if episode_id is None:
+            return sum(1 for _ in self.db.iterator(prefix=b"frame/", include_value=False))
+        start = b"frame/" + frame_id(episode_id, 0).to_bytes(8, "big")
+        stop = b"frame/" + frame_id(episode_id + 1, 0).to_bytes(8, "big")
+        return sum(1 for _ in self.db.iterator(start=start, stop=stop, include_value=False))
+
+    def clear(self) -> None:
+        """Forget every episode and frame (series metadata and settings stay)."""
+        with self.db.write_batch(sync=True) as batch:
+            for prefix in (b"episode/", b"frame/"):
+                for key in self.db.iterator(prefix=prefix, include_value=False):
+                    batch.delete(key)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,139 @@
+"""Frame vectors in Milvus through pymilvus: one code path for embedded Milvus Lite and a Milvus server."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AnimeBackError, IndexBusyError
+
+log = logging.getLogger(__name__)
+
+INSERT_BATCH = 1000  # Milvus Lite slows down sharply on larger insert batches
+
+
+@dataclass(frozen=True)
+class FrameRow:
+    """One indexed frame: its id, episode, series, time and the span it stands for, and its vector."""
+
+    id: int
+    episode: int
+    series: str
+    time: float
+    start: float
+    end: float
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search hit: the frame's fields and its cosine similarity to the query."""
+
+    id: int
+    episode: int
+    series: str
+    time: float
+    start: float
+    end: float
+    similarity: float
+
+
+class VectorStore:
+    """A Milvus collection of frame vectors (inner product on unit vectors = cosine similarity)."""
+
+    def __init__(self, uri: str, token: str, collection: str, dim: int, nlist: int = 128, nprobe: int = 16):
+        with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            from pymilvus import MilvusClient
+            import milvus_lite  # noqa: F401
+
+        self.uri, self.collection, self.dim, self.nlist, self.nprobe = uri, collection, dim, nlist, nprobe
+        self.embedded = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        if self.embedded:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client = MilvusClient(uri=uri, token=token)
+        except Exception as exc:  # pymilvus raises its own types, and Milvus Lite plain ones for a held lock
+            text = str(exc)
+            if self.embedded and ("lock" in text.lower() or "opened by another" in text.lower()):
+                raise IndexBusyError(f"the vector index {uri} is in use by another AnimeBack process") from None
+            raise AnimeBackError(f"cannot open Milvus at {uri}: {text}") from None
+        self._ensure_collection()
+
+    def _ensure_collection(self) -> None:
+        from pymilvus import DataType
+
+        if self.client.has_collection(self.collection):
+            fields = self.client.describe_collection(self.collection)["fields"]
+            vector = next(f for f in fields if f["name"] == "vector")
+            if int(vector["params"]["dim"]) != self.dim:
+                raise AnimeBackError(f"Milvus collection {self.collection} holds {vector['params']['dim']}-d vectors, "
+                                     f"the model makes {self.dim}-d ones: run `python run.py process --reindex`")
+        else:
+            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field("episode", DataType.INT64)
+            schema.add_field("series", DataType.VARCHAR, max_length=256)
+            schema.add_field("time", DataType.FLOAT)
+            schema.add_field("span_start", DataType.FLOAT)
+            schema.add_field("span_end", DataType.FLOAT)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+            index = self.client.prepare_index_params()
+            index.add_index("vector", index_type="IVF_FLAT", metric_type="IP", params={"nlist": self.nlist})
+            self.client.create_collection(self.collection, schema=schema, index_params=index)
+        self.client.load_collection(self.collection)
+
+    def insert(self, rows: list[FrameRow]) -> None:
+        """Insert frame rows (in batches Milvus handles well)."""
+        for i in range(0, len(rows), INSERT_BATCH):
+            self.client.insert(self.collection, [
+                {"id": r.id, "episode": r.episode, "series": r.series, "time": r.time, "span_start": r.start,
+                 "span_end": r.end, "vector": r.vector.tolist()} for r in rows[i:i + INSERT_BATCH]])
+
+    def delete_episode(self, episode: int) -> None:
+        """Remove every vector of an episode."""
+        self.client.delete(self.collection, filter=f"episode == {int(episode)}")
+
+    def count(self, episode: int | None = None) -> int:
+        """Number of vectors, in all or of one episode."""
+        flt = "" if episode is None else f"episode == {int(episode)}"
+        result = self.client.query(self.collection, filter=flt, output_fields=["count(*)"])
+        return int(result[0]["count(*)"])
+
+    def episode_ids(self) -> set[int]:
+        """The distinct episode ids that have vectors (a full scan: for checks, not for serving)."""
+        seen: set[int] = set()
+        iterator = self.client.query_iterator(self.collection, batch_size=1000, filter="", output_fields=["episode"])
+        while batch := iterator.next():
+            seen.update(int(r["episode"]) for r in batch)
+        iterator.close()
+        return seen
+
+    def search(self, vectors: np.ndarray, limit: int, series: str | None = None) -> list[list[Hit]]:
+        """Nearest frames for each query vector, best first, optionally within one series."""
+        flt = ""
+        if series is not None:
+            flt = 'series == "' + series.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        answers = self.client.search(
+            self.collection, data=[v.tolist() for v in vectors], limit=limit, filter=flt,
+            output_fields=["episode", "series", "time", "span_start", "span_end"],
+            search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}})
+        return [[Hit(int(h["id"]), int(h["entity"]["episode"]), h["entity"]["series"], float(h["entity"]["time"]),
+                     float(h["entity"]["span_start"]), float(h["entity"]["span_end"]), float(h["distance"]))
+                 for h in answer] for answer in answers]
+
+    def flush(self) -> None:
+        """Make written rows durable."""
+        self.client.flush(self.collection)
+
+    def drop(self) -> None:
+        """Delete the whole collection and create it empty again."""
+        self.client.drop_collection(self.collection)
+        self._ensure_collection()
+
+    def close(self) -> None:
+        self.client.close()

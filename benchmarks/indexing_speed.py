@@ -1,0 +1,104 @@
+"""Indexing speed: `process` wall time over ffmpeg's plain decode time of the same 1080p H.264 input,
+and the throughput of each stage.
+
+    .venv/bin/python benchmarks/indexing_speed.py [--minutes 3]
+
+The input is Big Buck Bunny's first 30 s (shared clips) upscaled to 1920x1080 H.264 and looped to --minutes,
+made once into benchmarks/results/. The floor is `ffmpeg -i input -map 0:v -f null -` (best of 3).
+`process` is timed in-process, from the start of `process_library` to its end (model already loaded), and as
+the whole CLI command for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import CLIPS, ROOT, link_library, settings_for
+
+from animeback.dedupe import phash64
+from animeback.features import Embedder, PcaModel
+from animeback.index import Index, pca_path
+from animeback.indexer import process_library
+from animeback.media import FrameSampler, probe
+from animeback.stores import FrameRow, VectorStore
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def make_input(minutes: float) -> Path:
+    target = RESULTS / f"bbb_1080p_{minutes:g}min.mp4"
+    if not target.exists():
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        source = CLIPS / "big_buck_bunny_0_30.webm"
+        if not source.exists():
+            sys.exit(f"needs {source}")
+        loops = int(np.ceil(minutes * 2)) - 1
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(source), "-t",
+                        str(minutes * 60), "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast",
+                        "-crf", "20", "-c:a", "aac", str(target)], check=True)
+    return target
+
+
+def timed(fn) -> float:
+    started = time.monotonic()
+    fn()
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    args = parser.parse_args()
+    video = make_input(args.minutes)
+    info = probe(video)
+    decode = min(timed(lambda: subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-map", "0:v", "-f",
+                                                "null", "-"], check=True)) for _ in range(3))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        library = tmp / "library"
+        link_library(library, [video])
+        settings = settings_for(tmp, library)
+        embedder = Embedder(settings.path(settings.features.weights), PcaModel.load(pca_path(settings)))
+        with Index(settings, embedder) as index:
+            report = process_library(index, progress=False)
+        cli_settings = tmp / "cli"
+        link_library(cli_settings / "library", [video])
+        cli = timed(lambda: subprocess.run([sys.executable, str(ROOT / "run.py"), "-q", "--config",
+                                            str(cli_settings / "config.json"), "process"], check=True,
+                                           stdout=subprocess.DEVNULL))
+
+        # Stages alone, for the per-stage figures.
+        fps = settings.media.sample_fps
+        frames = []
+        sample_only = timed(lambda: frames.extend(FrameSampler(video, info, fps, None, None, settings.media)))
+        with_preview = timed(lambda: list(FrameSampler(video, info, fps, None, tmp / "p.mp4", settings.media)))
+        pixels = np.stack([f.pixels for f in frames])
+        hashing = timed(lambda: [phash64(p) for p in pixels])
+        embedder.embed(pixels[:32])
+        cnn = timed(lambda: embedder.embed(pixels))
+        vectors = embedder.embed(pixels)
+        store = VectorStore(str(tmp / "bench.db"), "", "bench", vectors.shape[1])
+        rows = [FrameRow(i, 1, "s", i / fps, i / fps, (i + 1) / fps, v) for i, v in enumerate(vectors)]
+        insert = timed(lambda: (store.insert(rows), store.flush()))
+        store.close()
+
+    n = len(pixels)
+    print(f"input: {video.name}, {info.duration:.0f} s, {info.width}x{info.height} H.264")
+    print(f"ffmpeg plain decode (floor): {decode:.1f} s ({info.duration / decode:.1f}x real time)")
+    print(f"process (in-process, model loaded): {report.wall_seconds:.1f} s = {report.wall_seconds / decode:.2f}x "
+          f"the floor; sampled {report.frames_sampled}, kept {report.frames_kept}")
+    print(f"process (whole CLI command, incl. ~5 s start-up): {cli:.1f} s = {cli / decode:.2f}x the floor")
+    print(f"stages at sample_fps={fps:g}: decode+sample {n / sample_only:.0f} frames/s ({sample_only:.1f} s); "
+          f"decode+sample+preview {with_preview:.1f} s; pHash {n / hashing:.0f} frames/s; "
+          f"CNN+PCA {n / cnn:.0f} frames/s; Milvus Lite insert {n / insert:.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Search latency on a warm index of the shared clips: p50/p95 of a whole search (decode, borders,
+CNN, Milvus, grouping) from JPEG bytes.
+
+    .venv/bin/python benchmarks/search_latency.py [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common import grab_rgb, link_library, percentile, settings_for, shared_clips
+
+from animeback.index import Index
+from animeback.indexer import process_library
+from animeback.media import probe
+from animeback.search import Searcher
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    clips = shared_clips()
+    rng = np.random.default_rng(args.seed)
+    payloads = []
+    for i in range(min(args.queries, 40)):
+        clip = clips[i % len(clips)]
+        rgb = grab_rgb(clip, float(rng.uniform(0.2, probe(clip).duration - 0.3)))
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+        payloads.append(buf.getvalue())
+    with tempfile.TemporaryDirectory() as tmp:
+        library = Path(tmp) / "library"
+        link_library(library, clips)
+        with Index(settings_for(Path(tmp), library)) as index:
+            process_library(index, progress=False)
+            searcher = Searcher(index)
+            for data in payloads[:5]:
+                searcher.search_bytes(data)  # warm-up: compiled CNN call, loaded collection
+            times = []
+            for i in range(args.queries):
+                started = time.perf_counter()
+                searcher.search_bytes(payloads[i % len(payloads)])
+                times.append((time.perf_counter() - started) * 1000)
+            vectors = index.vectors.count()
+    print(f"warm index: {len(clips)} clips, {vectors} vectors; {args.queries} searches of {len(payloads)} JPEG queries")
+    print(f"search latency: p50 {percentile(times, 50):.1f} ms, p95 {percentile(times, 95):.1f} ms, "
+          f"max {max(times):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

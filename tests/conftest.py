@@ -1,0 +1,79 @@
+"""Shared fixtures: a generated library of synthetic episodes, settings in temp folders, one CNN per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from animeback.config import Settings  # noqa: E402
+from tests.synthetic import make_episode  # noqa: E402
+
+# (series id, file name, seed, duration): two series, several containers and naming styles.
+LIBRARY = [
+    ("101", "[Sub] Show One - 01 [1080p].mp4", 1, 20.0),
+    ("101", "[Sub] Show One - 02 [1080p].mkv", 2, 20.0),
+    ("202", "Other Show EP03.webm", 3, 16.0),
+]
+
+
+def make_settings(tmp: Path, library: Path, **sections) -> Settings:
+    """Settings whose library and data live under tmp; keyword args override sections, e.g. media={...}."""
+    settings = Settings(base_dir=tmp, library_dir=str(library), data_dir=str(tmp / "data"))
+    settings.log_level = "WARNING"
+    for section, values in sections.items():
+        for key, value in values.items():
+            setattr(getattr(settings, section), key, value)
+    return settings
+
+
+def build_library(folder: Path, entries=LIBRARY) -> Path:
+    for series, name, seed, duration in entries:
+        make_episode(folder / series / name, seed=seed, duration=duration)
+    (folder / "101" / "series.json").write_text(json.dumps({"title": "Show One", "titles": {"native": "ショーワン"}}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def library_template(tmp_path_factory) -> Path:
+    """The generated episodes, made once per test session (copy before changing them)."""
+    return build_library(tmp_path_factory.mktemp("library_template"))
+
+
+@pytest.fixture
+def library(tmp_path, library_template) -> Path:
+    """A private copy of the generated library that a test may change."""
+    import shutil
+
+    return Path(shutil.copytree(library_template, tmp_path / "library"))
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real CNN + default PCA, loaded once for the whole session."""
+    from animeback.features import Embedder, PcaModel
+    from animeback.index import pca_path
+
+    settings = Settings(base_dir=ROOT)
+    return Embedder(settings.path(settings.features.weights), PcaModel.load(pca_path(settings)))
+
+
+@pytest.fixture(scope="session")
+def indexed(tmp_path_factory, library_template, embedder):
+    """An index of the template library, built once by `process` (read-only for tests)."""
+    from animeback.index import Index
+    from animeback.indexer import process_library
+
+    tmp = tmp_path_factory.mktemp("indexed")
+    settings = make_settings(tmp, library_template)
+    index = Index(settings, embedder)
+    report = process_library(index, progress=False)
+    yield index, report
+    index.close()

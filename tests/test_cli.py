@@ -1,0 +1,129 @@
+"""The command line as a user runs it: init, --help, process, search, errors, and kill -9 then resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LIBRARY
+from tests.synthetic import grab_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args, cwd: Path, env_extra=None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def _stores_agree(workdir: Path) -> dict:
+    """Open the stores the CLI wrote and check Milvus rows, LevelDB frames and records agree."""
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+from animeback.config import load_settings
+from animeback.stores import Catalogue, VectorStore
+s = load_settings()
+cat = Catalogue(s.data_path / "catalogue")
+records = list(cat.episodes())
+vec = VectorStore(s.milvus_uri, "", s.milvus.collection, 256)
+print(json.dumps({{"statuses": sorted(r.status for r in records), "milvus": vec.count(),
+    "frames": cat.count_frames(), "kept": sum(r.frames_kept for r in records),
+    "episodes_with_vectors": sorted(vec.episode_ids()), "indexed": sorted(r.id for r in records if r.status == "indexed"),
+    "per_episode": [[vec.count(r.id), cat.count_frames(r.id), r.frames_kept] for r in records]}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state["milvus"] == state["frames"] == state["kept"]
+    assert set(state["episodes_with_vectors"]) <= set(state["indexed"])
+    assert all(a == b == c for a, b, c in state["per_episode"])
+    return state
+
+
+def test_every_command_has_help(tmp_path):
+    for command in ([], ["init"], ["process"], ["search"], ["train-pca"], ["status"]):
+        out = run_cli([*command, "--help"], tmp_path)
+        assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def test_first_run_writes_config_and_never_overwrites(tmp_path):
+    out = run_cli([], tmp_path)
+    assert out.returncode == 0 and "wrote" in out.stdout and "run.py process" in out.stdout
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["media"]["sample_fps"] > 0
+    (tmp_path / "config.json").write_text(json.dumps({"library_dir": "x"}))
+    out = run_cli([], tmp_path)
+    assert "already exists" in out.stdout and json.loads((tmp_path / "config.json").read_text()) == {"library_dir": "x"}
+
+
+def test_bad_config_is_one_line_error(tmp_path):
+    (tmp_path / "config.json").write_text('{"media": {"sample_fps": -1}}')
+    out = run_cli(["status"], tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: config key 'media.sample_fps' must be between 0.1 and 30.0; got -1.0"
+
+
+def test_process_search_and_bad_queries(tmp_path, library_template):
+    env = {"ANIMEBACK_LIBRARY_DIR": str(library_template)}
+    out = run_cli(["-q", "process"], tmp_path, env)
+    assert out.returncode == 0, out.stderr
+    assert f"indexed {len(LIBRARY)} episode(s)" in out.stdout
+    series, name, _seed, _duration = LIBRARY[1]
+    shot = grab_frame(library_template / series / name, 6.3, tmp_path / "shot.png")
+    out = run_cli(["-q", "search", str(shot), "--json"], tmp_path, env)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["error"] == "" and body["frameCount"] > 0
+    best = body["result"][0]
+    assert best["filename"] == name and best["anilist"] == int(series) and abs(best["at"] - 6.3) <= 1.0
+    out = run_cli(["-q", "search", str(shot)], tmp_path, env)
+    assert name in out.stdout.splitlines()[1]
+
+    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for path, message in [("text.jpg", "not an image AnimeBack can read"), ("empty.png", "the image is empty"),
+                          ("missing.png", "cannot read")]:
+        out = run_cli(["-q", "search", str(tmp_path / path)], tmp_path, env)
+        assert out.returncode == 1
+        assert out.stderr.strip().startswith(f"error: {tmp_path / path}: ") and message in out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def _run_and_kill(workdir: Path, env: dict, rng: random.Random, after_line: str) -> None:
+    """Start `process`, wait until it logs after_line, then kill -9 it after a random moment."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "process"], cwd=workdir, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:
+        if after_line in line or time.monotonic() > deadline:
+            break
+    time.sleep(rng.uniform(0.0, 2.5))
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: ffmpeg and Milvus Lite's server die too
+    proc.wait()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill_9_during_process_then_resume(tmp_path, library_template, seed):
+    env = {"ANIMEBACK_LIBRARY_DIR": str(library_template)}
+    rng = random.Random(seed)
+    _run_and_kill(tmp_path, env, rng, "[1/3] indexing")
+    _stores_agree(tmp_path)
+    _run_and_kill(tmp_path, env, rng, "indexing")
+    _stores_agree(tmp_path)
+    out = run_cli(["-q", "process"], tmp_path, env)
+    assert out.returncode == 0, out.stderr
+    state = _stores_agree(tmp_path)
+    assert state["statuses"] == ["indexed"] * len(LIBRARY)
+    out = run_cli(["-q", "process"], tmp_path, env)
+    assert "indexed 0 episode(s)" in out.stdout and f"skipped {len(LIBRARY)} unchanged" in out.stdout

@@ -1,0 +1,64 @@
+"""Settings: defaults written once, environment overrides, precise errors for bad values."""
+
+import json
+
+import pytest
+
+from animeback.config import load_settings, to_dict, write_default_config, Settings
+from animeback.errors import ConfigError
+
+
+def test_default_config_is_written_once_and_documented(tmp_path):
+    path = tmp_path / "config.json"
+    assert write_default_config(path)
+    written = json.loads(path.read_text())
+    assert written == to_dict(Settings())
+    path.write_text(json.dumps({"library_dir": "mine"}))
+    assert not write_default_config(path)
+    assert json.loads(path.read_text()) == {"library_dir": "mine"}
+    from animeback.config import PROJECT_ROOT
+    doc = (PROJECT_ROOT / "config.md").read_text()
+    for section, values in written.items():
+        keys = [section] if not isinstance(values, dict) else [f"{section}.{k}" for k in values]
+        for key in keys:
+            assert f"`{key}`" in doc, f"{key} is not documented in config.md"
+
+
+def test_environment_overrides_nested_keys(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"media": {"sample_fps": 3}}))
+    env = {"ANIMEBACK_MEDIA__PREVIEW": "false", "ANIMEBACK_SEARCH__MAX_RESULTS": "5",
+           "ANIMEBACK_DATA_DIR": "elsewhere"}
+    settings = load_settings(path, env)
+    assert settings.media.sample_fps == 3.0 and settings.media.preview is False
+    assert settings.search.max_results == 5
+    assert settings.data_path == tmp_path / "elsewhere"
+
+
+def test_config_path_from_environment(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"library_dir": "videos"}))
+    settings = load_settings(None, {"ANIMEBACK_CONFIG": str(path)})
+    assert settings.library_path == tmp_path / "videos"
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"media": {"sample_fps": 0}}', "'media.sample_fps' must be between 0.1 and 30.0"),
+    ('{"media": {"sampel_fps": 2}}', "unknown config key 'media.sampel_fps' (did you mean 'media.sample_fps'?)"),
+    ('{"media": {"preview": "maybe"}}', "'media.preview' must be bool"),
+    ('{"media": 3}', "'media' must be an object"),
+    ('{"log_level": "LOUD"}', "'log_level' must be one of"),
+    ('{"library_dir": ', "is not valid JSON"),
+    ('[1, 2]', "must hold a JSON object"),
+])
+def test_bad_config_values_are_named(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, {})
+    assert message in err.value.message
+
+
+def test_bad_environment_value_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="'server.port' must be int"):
+        load_settings(tmp_path / "absent.json", {"ANIMEBACK_SERVER__PORT": "eighty"})

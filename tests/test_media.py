@@ -1,0 +1,86 @@
+"""ffmpeg stages: probing, sampling with timestamps, preview, borders, and errors naming file and cause."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from animeback.config import MediaSettings
+from animeback.dedupe import Deduplicator
+from animeback.errors import MediaError
+from animeback.media import FrameSampler, detect_borders, probe
+from tests.synthetic import episode_scenes, make_episode
+
+
+def test_sampler_streams_frames_with_times_and_writes_preview(library_template, tmp_path):
+    video = library_template / "101" / "[Sub] Show One - 01 [1080p].mp4"
+    info = probe(video)
+    assert (info.width, info.height, info.has_audio) == (320, 180, True)
+    assert info.duration == pytest.approx(20.0, abs=0.1)
+    preview = tmp_path / "preview.mp4"
+    settings = MediaSettings(preview_height=120)
+    frames = list(FrameSampler(video, info, 2.0, None, preview, settings))
+    assert len(frames) == 40
+    assert [f.time for f in frames[:3]] == [0.0, 0.5, 1.0]
+    assert frames[0].pixels.shape == (224, 224, 3)
+    out = probe(preview)
+    assert out.height == 120 and out.has_audio and out.duration == pytest.approx(20.0, abs=0.2)
+
+
+def test_dedupe_keeps_contiguous_spans_and_collapses_the_static_shot(library_template):
+    video = library_template / "101" / "[Sub] Show One - 01 [1080p].mp4"
+    info = probe(video)
+    dedupe = Deduplicator()
+    kept = list(dedupe.filter(FrameSampler(video, info, 2.0, None, None, MediaSettings()), info.duration))
+    assert kept[0].start == 0.0 and kept[-1].end == pytest.approx(info.duration)
+    assert all(a.end == b.start for a, b in zip(kept, kept[1:]))
+    static_start = episode_scenes(1, 20.0)[-1][1]
+    assert sum(1 for k in kept if k.start > static_start + 0.5) <= 1  # the held frame is stored once
+    assert dedupe.kept == len(kept) < dedupe.sampled == 40
+
+
+def test_burnt_in_letterbox_is_detected(tmp_path):
+    plain = make_episode(tmp_path / "plain.mp4", seed=9, duration=12)
+    video = tmp_path / "boxed.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(plain), "-vf", "pad=320:240:0:30:black", "-g", "24",
+                    str(video)], check=True)
+    box = detect_borders(video, probe(video))
+    assert box is not None and (box.x, box.w) == (0, 320) and abs(box.y - 30) <= 2 and abs(box.h - 180) <= 4
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "the file is empty (0 bytes)"),
+    (b"not a video at all", "not a readable video"),
+])
+def test_probe_errors(tmp_path, content, message):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(MediaError) as err:
+        probe(path)
+    assert str(path) in err.value.message and message in err.value.message
+
+
+def test_truncated_video_is_reported(tmp_path):
+    good = make_episode(tmp_path / "good.mkv", seed=4, duration=10)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with pytest.raises(MediaError, match="truncated or corrupt video"):
+        info = probe(cut)
+        list(FrameSampler(cut, info, 2.0, None, None, MediaSettings()))
+
+
+def test_unreadable_file_is_reported():
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # a world-traversable folder, unlike pytest's
+    folder.chmod(0o755)
+    path = make_episode(folder / "secret.mp4", seed=5, duration=2)
+    path.chmod(0)
+    code = ("import sys; from pathlib import Path; from animeback.media import probe\n"
+            "try:\n    probe(Path(sys.argv[1]))\nexcept Exception as e:\n    print(e)\n")
+    cmd = [sys.executable, "-c", code, str(path)]
+    if os.geteuid() == 0:  # root reads anything: check as an unprivileged user instead
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert f"{path}: permission denied" in result.stdout, result.stderr
