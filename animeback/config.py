@@ -20,7 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class MediaSettings:
-    sample_fps: float = 2.0
+    sample_fps: float = 3.0
     preview: bool = True
     preview_height: int = 360
     preview_crf: int = 30
@@ -35,6 +35,7 @@ class DedupeSettings:
     max_distance: int = 9
     window: int = 50
     max_age_s: float = 1.0
+    max_span_s: float = 1.0
 
 
 @dataclass
@@ -59,7 +60,7 @@ class SearchSettings:
     max_results: int = 10
     candidates: int = 100
     group_gap_s: float = 5.0
-    span_tolerance: float = 0.02
+    span_tolerance: float = 0.05
     cut_borders: bool = True
     max_image_bytes: int = 25 * 1024 * 1024
     max_image_pixels: int = 40_000_000
@@ -119,6 +120,7 @@ _LIMITS: dict[str, Any] = {
     "dedupe.max_distance": (0, 64),
     "dedupe.window": (1, 10_000),
     "dedupe.max_age_s": (0.0, 3600.0),
+    "dedupe.max_span_s": (0.0, 3600.0),
     "features.batch_size": (1, 1024),
     "features.threads": (0, 256),
     "milvus.nlist": (1, 65536),

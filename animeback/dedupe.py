@@ -33,10 +33,14 @@ def phash64(pixels: np.ndarray) -> int:
 class Deduplicator:
     """Drops a frame whose pHash is within `max_distance` bits of one of the last `window` kept frames
     that is at most `max_age_s` older; the age limit keeps every dropped moment within that many seconds of
-    a stored frame that looks like it, so time localisation stays exact for returning shots."""
+    a stored frame that looks like it, so time localisation stays exact for returning shots.
 
-    def __init__(self, max_distance: int = 9, window: int = 50, max_age_s: float = 1.0):
-        self.max_distance, self.max_age_s = max_distance, max_age_s
+    A frame is always kept once the current span reaches `max_span_s`: within a span the picture may drift by
+    up to max_distance bits, and a query from late in a long span can look more like the next kept frame;
+    with short spans that frame is never more than max_span_s away from the query's true time."""
+
+    def __init__(self, max_distance: int = 9, window: int = 50, max_age_s: float = 1.0, max_span_s: float = 1.0):
+        self.max_distance, self.max_age_s, self.max_span_s = max_distance, max_age_s, max_span_s
         self._recent: deque[tuple[float, int]] = deque(maxlen=window)
         self.sampled = 0
         self.kept = 0
@@ -45,6 +49,8 @@ class Deduplicator:
         if not self._recent:
             return False
         last_time, last_value = self._recent[-1]
+        if self.max_span_s and time - last_time >= self.max_span_s - 1e-6:
+            return False  # a span never grows past max_span_s, so a drifting shot keeps a frame that often
         if (last_value ^ value).bit_count() <= self.max_distance:
             return True  # like the frame being shown: extends its span, whatever its age
         return any(time - t <= self.max_age_s and (v ^ value).bit_count() <= self.max_distance

@@ -51,6 +51,10 @@ class Index:
     def check_model(self) -> None:
         """Refuse to mix vectors of different models."""
         stored = self.indexed_model()
+        if self.vectors.stored_dim != self.vectors.dim:
+            raise IndexMismatchError(f"the index holds {self.vectors.stored_dim}-d vectors of {stored or 'another model'} "
+                                     f"but {self.model_name} makes {self.vectors.dim}-d ones: "
+                                     "run `python run.py process --reindex`")
         if stored and stored != self.model_name:
             raise IndexMismatchError(f"the index was built with {stored} but the configuration uses "
                                      f"{self.model_name}: run `python run.py process --reindex`")

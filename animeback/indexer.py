@@ -108,7 +108,7 @@ class EpisodeIndexer:
         if preview_tmp:
             preview_tmp.parent.mkdir(parents=True, exist_ok=True)
         sampler = FrameSampler(file.path, info, s.media.sample_fps, crop, preview_tmp, s.media)
-        dedupe = Deduplicator(s.dedupe.max_distance, s.dedupe.window, s.dedupe.max_age_s)
+        dedupe = Deduplicator(s.dedupe.max_distance, s.dedupe.window, s.dedupe.max_age_s, s.dedupe.max_span_s)
         batch: list[KeptFrame] = []
         written = 0
         bar = tqdm(total=round(info.duration, 1), unit="s", desc=file.relpath[-40:], disable=not self.progress,

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # Share of the probed duration that must decode, below which a file counts as truncated.
 MIN_DECODED_SHARE = 0.9
 _BORDER_PROBE_WIDTH = 160
+_MP4_AUDIO = ("aac", "mp3")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class VideoInfo:
     height: int
     codec: str
     has_audio: bool
+    audio_codec: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,9 @@ def probe(path: Path, ffprobe: str = "ffprobe") -> VideoInfo:
     fps = _fraction(video.get("avg_frame_rate")) or _fraction(video.get("r_frame_rate"))
     if duration <= 0:
         raise MediaError(f"{path}: the video has no duration (corrupt or truncated)")
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     return VideoInfo(duration, fps, int(video.get("width") or 0), int(video.get("height") or 0),
-                     str(video.get("codec_name")), any(s.get("codec_type") == "audio" for s in streams))
+                     str(video.get("codec_name")), audio is not None, str(audio.get("codec_name")) if audio else "")
 
 
 def detect_borders(path: Path, info: VideoInfo, ffmpeg: str = "ffmpeg") -> Box | None:
@@ -160,8 +163,10 @@ class FrameSampler:
             cmd += ["-filter_complex",
                     f"[0:v:0]split=2[a][b];[a]scale=-2:{height}:flags=fast_bilinear,format=yuv420p[p];[b]{sample}[f]",
                     "-map", "[p]", "-map", "0:a:0?", "-c:v", "libx264", "-preset", s.preview_preset,
-                    "-tune", "animation", "-crf", str(s.preview_crf), "-c:a", "aac", "-b:a", "96k",
-                    "-ac", "2", "-movflags", "+faststart", "-f", "mp4", str(self.preview)]
+                    "-tune", "animation", "-crf", str(s.preview_crf)]
+            # Audio browsers play in mp4 is copied (free); anything else is encoded to AAC (~2% of decode time).
+            cmd += ["-c:a", "copy"] if self.info.audio_codec in _MP4_AUDIO else ["-c:a", "aac", "-b:a", "96k", "-ac", "2"]
+            cmd += ["-movflags", "+faststart", "-f", "mp4", str(self.preview)]
         cmd += ["-map", "[f]", "-f", "rawvideo", "-"]
         return cmd
 

@@ -37,26 +37,34 @@ class SearchOutcome:
 
 
 def group_hits(hits: list[Hit], gap: float, tolerance: float, limit: int) -> list[tuple[Hit, float, float]]:
-    """Group hits per episode: each group is seeded by its best hit, takes hits of the same episode within
-    `gap` seconds of it, and spans the time of the members scoring within `tolerance` of the best.
-    Returns (best hit, from, to) for at most `limit` groups, best first."""
+    """Group hits into scenes, best first; returns (best hit, from, to) for at most `limit` scenes.
+
+    A scene is seeded by the best unused hit. Hits of the same episode scoring within `tolerance` of it are
+    "as good": those chained to it in time (each within `gap` seconds of the scene so far) make up the scene,
+    and from..to is the union of their spans (a long still shot stored as several frames is one scene
+    covering all of it). Weaker hits of the episode inside that range (or within `gap` of it) are absorbed.
+    """
     groups: list[tuple[Hit, float, float]] = []
-    used = [False] * len(hits)
-    order = sorted(range(len(hits)), key=lambda i: -hits[i].similarity)
-    for i in order:
-        if used[i]:
+    used: set[int] = set()
+    by_episode: dict[int, list[Hit]] = {}
+    for h in sorted(hits, key=lambda h: h.time):
+        by_episode.setdefault(h.episode, []).append(h)
+    for best in sorted(hits, key=lambda h: -h.similarity):
+        if best.id in used:
             continue
-        best = hits[i]
         lo, hi = best.start, best.end
-        for j in order:
-            h = hits[j]
-            if used[j] or h.episode != best.episode:
-                continue
-            if h.start - gap <= best.time <= h.end + gap:
-                used[j] = True
-                if h.similarity >= best.similarity - tolerance:
-                    lo, hi = min(lo, h.start), max(hi, h.end)
-        used[i] = True
+        peers = [h for h in by_episode[best.episode] if h.id not in used]
+        grown = True
+        while grown:  # chain equally good hits that touch the scene (within gap)
+            grown = False
+            for h in peers:
+                if h.similarity >= best.similarity - tolerance and h.start - gap <= hi and h.end + gap >= lo \
+                        and (h.start < lo or h.end > hi):
+                    lo, hi, grown = min(lo, h.start), max(hi, h.end), True
+        for h in peers:
+            if h.start - gap <= hi and h.end + gap >= lo:
+                used.add(h.id)
+        used.add(best.id)
         groups.append((best, lo, hi))
         if len(groups) == limit:
             break

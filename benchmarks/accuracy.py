@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. media.sample_fps=3 (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--failures", action="store_true", help="list the clean queries answered wrongly")
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
 
@@ -65,7 +66,7 @@ def main() -> None:
         searcher = Searcher(index_a)
         vectors = index_a.vectors.count()
         video_seconds = sum(r.duration for r in index_a.catalogue.episodes())
-        table, similarities = {}, {}
+        table, similarities, widths = {}, {}, []
         for name, distort in DISTORTIONS.items():
             correct, sims = 0, []
             for clip, t in plan:
@@ -74,8 +75,13 @@ def main() -> None:
                 ok = best is not None and best.filename == clip.name and (
                     abs(best.at - t) <= 1.0 or best.start - 1e-3 <= t <= best.end + 1e-3)
                 correct += ok
+                if not ok and args.failures and name == "clean":
+                    got = f"{best.filename} {best.start:.2f}<{best.at:.2f}<{best.end:.2f} sim {best.similarity:.3f}" \
+                        if best else "nothing"
+                    print(f"miss: {clip.name} t={t:.2f} -> {got}")
                 if ok:
                     sims.append(best.similarity)
+                    widths.append(best.end - best.start)
             table[name] = correct / len(plan)
             similarities[name] = sims
         index_b_dir = Path(tmp) / "b"
@@ -99,7 +105,9 @@ def main() -> None:
         above = sum(s >= threshold for s in similarities[name]) / len(plan)
         print(f"{name:<18} {table[name]:7.1%} {percentile(similarities[name], 5):7.3f} "
               f"{percentile(similarities[name], 50):8.3f} {above:22.1%}")
-    print(f"\nnot-indexed screenshots ({args.holdout}, {len(negatives)} queries, all distortions): top similarity "
+    print(f"\nwidth of from..to in correct answers: median {percentile(widths, 50):.2f} s, "
+          f"p90 {percentile(widths, 90):.2f} s")
+    print(f"not-indexed screenshots ({args.holdout}, {len(negatives)} queries, all distortions): top similarity "
           f"p50 {percentile(negatives, 50):.3f}, p99 {threshold:.3f}, max {max(negatives):.3f}")
     print(f"threshold (99% of not-indexed screenshots below it): {threshold:.3f}")
     if args.json:

@@ -38,15 +38,19 @@ records = list(cat.episodes())
 vec = VectorStore(s.milvus_uri, "", s.milvus.collection, 256)
 print(json.dumps({{"statuses": sorted(r.status for r in records), "milvus": vec.count(),
     "frames": cat.count_frames(), "kept": sum(r.frames_kept for r in records),
-    "episodes_with_vectors": sorted(vec.episode_ids()), "indexed": sorted(r.id for r in records if r.status == "indexed"),
-    "per_episode": [[vec.count(r.id), cat.count_frames(r.id), r.frames_kept] for r in records]}}))
+    "episodes_with_vectors": sorted(vec.episode_ids()), "recorded": sorted(r.id for r in records),
+    "per_indexed_episode": [[vec.count(r.id), cat.count_frames(r.id), r.frames_kept]
+                            for r in records if r.status == "indexed"]}}))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     state = json.loads(out.stdout.strip().splitlines()[-1])
-    assert state["milvus"] == state["frames"] == state["kept"]
-    assert set(state["episodes_with_vectors"]) <= set(state["indexed"])
-    assert all(a == b == c for a, b, c in state["per_episode"])
+    # Right after a kill an episode may be mid-write ("indexing", its count not yet recorded): its rows are
+    # deleted by the next run. What must hold at every moment: both stores hold the same frames, every
+    # vector belongs to a recorded episode, and every indexed episode is complete.
+    assert state["milvus"] == state["frames"]
+    assert set(state["episodes_with_vectors"]) <= set(state["recorded"])
+    assert all(a == b == c for a, b, c in state["per_indexed_episode"])
     return state
 
 
@@ -124,6 +128,6 @@ def test_kill_9_during_process_then_resume(tmp_path, library_template, seed):
     out = run_cli(["-q", "process"], tmp_path, env)
     assert out.returncode == 0, out.stderr
     state = _stores_agree(tmp_path)
-    assert state["statuses"] == ["indexed"] * len(LIBRARY)
+    assert state["statuses"] == ["indexed"] * len(LIBRARY) and state["milvus"] == state["kept"]
     out = run_cli(["-q", "process"], tmp_path, env)
     assert "indexed 0 episode(s)" in out.stdout and f"skipped {len(LIBRARY)} unchanged" in out.stdout

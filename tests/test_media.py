@@ -33,13 +33,20 @@ def test_sampler_streams_frames_with_times_and_writes_preview(library_template, 
 def test_dedupe_keeps_contiguous_spans_and_collapses_the_static_shot(library_template):
     video = library_template / "101" / "[Sub] Show One - 01 [1080p].mp4"
     info = probe(video)
-    dedupe = Deduplicator()
-    kept = list(dedupe.filter(FrameSampler(video, info, 2.0, None, None, MediaSettings()), info.duration))
+    static_start = episode_scenes(1, 20.0)[-1][1]
+    sampler = FrameSampler(video, info, 4.0, None, None, MediaSettings())
+    dedupe = Deduplicator(max_span_s=0)
+    kept = list(dedupe.filter(sampler, info.duration))
     assert kept[0].start == 0.0 and kept[-1].end == pytest.approx(info.duration)
     assert all(a.end == b.start for a, b in zip(kept, kept[1:]))
-    static_start = episode_scenes(1, 20.0)[-1][1]
-    assert sum(1 for k in kept if k.start > static_start + 0.5) <= 1  # the held frame is stored once
-    assert dedupe.kept == len(kept) < dedupe.sampled == 40
+    assert sum(1 for k in kept if k.start > static_start + 0.3) == 0  # the held frame is stored once
+    assert dedupe.kept == len(kept) < dedupe.sampled == 80
+    # With spans capped at 1 s, the still shot is stored about once a second, no more.
+    capped = list(Deduplicator(max_span_s=1.0).filter(FrameSampler(video, info, 4.0, None, None, MediaSettings()),
+                                                      info.duration))
+    still = [k for k in capped if k.start > static_start + 0.3]
+    assert all(k.end - k.start <= 1.0 + 1e-6 for k in capped)
+    assert len(still) <= int(20.0 - static_start) + 1
 
 
 def test_burnt_in_letterbox_is_detected(tmp_path):

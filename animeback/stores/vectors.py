@@ -70,9 +70,9 @@ class VectorStore:
         if self.client.has_collection(self.collection):
             fields = self.client.describe_collection(self.collection)["fields"]
             vector = next(f for f in fields if f["name"] == "vector")
-            if int(vector["params"]["dim"]) != self.dim:
-                raise AnimeBackError(f"Milvus collection {self.collection} holds {vector['params']['dim']}-d vectors, "
-                                     f"the model makes {self.dim}-d ones: run `python run.py process --reindex`")
+            self.stored_dim = int(vector["params"]["dim"])
+            if self.stored_dim != self.dim:
+                return  # vectors of another model: Index.check_model refuses to use them until a reindex drops them
         else:
             schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
@@ -85,6 +85,7 @@ class VectorStore:
             index = self.client.prepare_index_params()
             index.add_index("vector", index_type="IVF_FLAT", metric_type="IP", params={"nlist": self.nlist})
             self.client.create_collection(self.collection, schema=schema, index_params=index)
+            self.stored_dim = self.dim
         self.client.load_collection(self.collection)
 
     def insert(self, rows: list[FrameRow]) -> None:

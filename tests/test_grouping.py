@@ -1,0 +1,26 @@
+"""Grouping hits into scenes (pure logic on Hit values)."""
+
+from animeback.search import group_hits, merge_variant_hits
+from animeback.stores import Hit
+
+
+def hit(i, episode, t, sim, span=1.0):
+    return Hit(i, episode, "s", t, t, t + span, sim)
+
+
+def test_a_still_shot_stored_as_several_frames_is_one_scene_covering_it():
+    hits = [hit(i, 1, 10.0 + i, 0.99 - 0.001 * (i % 3)) for i in range(12)]  # 10..22 s, all as good
+    (best, lo, hi), = group_hits(hits, gap=5.0, tolerance=0.02, limit=10)
+    assert (lo, hi) == (10.0, 22.0) and lo <= best.time <= hi
+
+
+def test_weaker_neighbours_are_absorbed_and_other_episodes_stay_apart():
+    hits = [hit(1, 1, 50.0, 0.95), hit(2, 1, 52.0, 0.80), hit(3, 2, 50.0, 0.90), hit(4, 1, 200.0, 0.85)]
+    groups = group_hits(hits, gap=5.0, tolerance=0.02, limit=10)
+    assert [(g[0].id, g[1], g[2]) for g in groups] == [(1, 50.0, 51.0), (3, 50.0, 51.0), (4, 200.0, 201.0)]
+    assert len(group_hits(hits, gap=5.0, tolerance=0.02, limit=2)) == 2
+
+
+def test_variants_keep_each_frames_best_score():
+    merged = merge_variant_hits([[hit(1, 1, 0, 0.5), hit(2, 1, 5, 0.7)], [hit(1, 1, 0, 0.9)]])
+    assert sorted((h.id, h.similarity) for h in merged) == [(1, 0.9), (2, 0.7)]
