@@ -23,6 +23,7 @@ from common import DISTORTIONS, grab_rgb, link_library, percentile, settings_for
 from animeback.index import Index
 from animeback.indexer import process_library
 from animeback.media import probe
+from animeback.pca import train_library_pca
 from animeback.search import Searcher
 
 
@@ -35,11 +36,16 @@ def query_plan(clips: list[Path], per_clip: int, seed: int) -> list[tuple[Path, 
     return plan
 
 
-def build(workdir: Path, clips: list[Path], embedder, overrides: dict) -> tuple[Index, float]:
+def build(workdir: Path, clips: list[Path], embedder, overrides: dict, train_pca: bool) -> tuple[Index, float]:
+    """Index the clips; with train_pca, then refit PCA on this library alone and re-index (as an operator would)."""
     library = workdir / "library"
     link_library(library, clips)
-    index = Index(settings_for(workdir, library, **overrides), embedder)
+    settings = settings_for(workdir, library, **overrides)
     started = time.monotonic()
+    if train_pca:
+        train_library_pca(settings, dim=256, samples=20000, reindex=True, progress=False)
+        return Index(settings), time.monotonic() - started
+    index = Index(settings, embedder)
     process_library(index, progress=False)
     return index, time.monotonic() - started
 
@@ -53,6 +59,8 @@ def main() -> None:
                         help="override a setting, e.g. media.sample_fps=3 (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--failures", action="store_true", help="list the clean queries answered wrongly")
+    parser.add_argument("--train-pca", action="store_true",
+                        help="fit PCA on each index's own library (`run.py train-pca`) instead of the shipped default")
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
 
@@ -62,7 +70,7 @@ def main() -> None:
     frames = {(clip, t): grab_rgb(clip, t) for clip, t in plan}
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        index_a, seconds = build(Path(tmp) / "a", clips, None, overrides)
+        index_a, seconds = build(Path(tmp) / "a", clips, None, overrides, args.train_pca)
         searcher = Searcher(index_a)
         vectors = index_a.vectors.count()
         video_seconds = sum(r.duration for r in index_a.catalogue.episodes())
@@ -86,7 +94,8 @@ def main() -> None:
             similarities[name] = sims
         index_b_dir = Path(tmp) / "b"
         index_a.close()
-        index_b, _ = build(index_b_dir, [c for c in clips if c not in holdout], index_a.embedder, overrides)
+        index_b, _ = build(index_b_dir, [c for c in clips if c not in holdout], index_a.embedder, overrides,
+                              args.train_pca)
         negatives = []
         searcher_b = Searcher(index_b)
         for clip, t in plan:
@@ -99,7 +108,8 @@ def main() -> None:
     threshold = percentile(negatives, 99)
     print(f"index: {len(clips)} clips, {video_seconds:.0f} s of video, {vectors} vectors "
           f"({vectors / video_seconds:.2f}/s, {vectors * 1024 / video_seconds:.0f} vector bytes/s), built in {seconds:.1f} s")
-    print(f"queries: {len(plan)} per distortion ({args.queries} per clip, seed {args.seed}); settings {overrides or 'default'}")
+    print(f"queries: {len(plan)} per distortion ({args.queries} per clip, seed {args.seed}); settings "
+          f"{overrides or 'default'}; PCA {'fitted on each library (train-pca)' if args.train_pca else 'shipped default'}")
     print(f"\n{'distortion':<18} {'top-1':>7} {'sim p5':>7} {'sim p50':>8} {'top-1 above threshold':>22}")
     for name in DISTORTIONS:
         above = sum(s >= threshold for s in similarities[name]) / len(plan)
