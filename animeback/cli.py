@@ -64,14 +64,12 @@ def cmd_search(args, settings) -> int:
     with _open_index(settings) as index:
         outcome = Searcher(index).search(rgb, cut_borders=not args.no_cut_borders, series=args.series,
                                          limit=args.limit)
-        series_info = {}
-        if args.json:
-            results = [trace_moe_result(m, index.catalogue.get_series(m.series_id) if args.anilist_info else None)
-                       for m in outcome.matches]
-            print(json.dumps(trace_moe_response(outcome, results), ensure_ascii=False, indent=2))
-            return 0
-        for m in outcome.matches:
-            series_info.setdefault(m.series_id, index.catalogue.get_series(m.series_id) or {})
+        series_info = {m.series_id: index.catalogue.get_series(m.series_id) or {} for m in outcome.matches}
+    if args.json:
+        results = [trace_moe_result(m, series_info[m.series_id] if args.anilist_info else None)
+                   for m in outcome.matches]
+        print(json.dumps(trace_moe_response(outcome, results), ensure_ascii=False, indent=2))
+        return 0
     if not outcome.matches:
         print("no match")
         return 0

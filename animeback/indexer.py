@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .dedupe import Deduplicator, KeptFrame
-from .errors import AnimeBackError, MediaError
+from .errors import MediaError
 from .index import Index
 from .library import EpisodeFile, content_hash, read_series_metadata, scan_library
 from .media import FrameSampler, detect_borders, probe
@@ -111,12 +111,12 @@ class EpisodeIndexer:
         dedupe = Deduplicator(s.dedupe.max_distance, s.dedupe.window, s.dedupe.max_age_s, s.dedupe.max_span_s)
         batch: list[KeptFrame] = []
         written = 0
-        bar = tqdm(total=round(info.duration, 1), unit="s", desc=file.relpath[-40:], disable=not self.progress,
+        bar = tqdm(total=info.duration, unit="s", desc=file.relpath[-40:], disable=not self.progress,
                    leave=False, bar_format="{desc} {bar} {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}")
         try:
             for kept in dedupe.filter(sampler, info.duration):
                 batch.append(kept)
-                bar.update(max(0.0, min(kept.end, info.duration) - bar.n))
+                bar.update(max(0.0, min(kept.end, bar.total) - bar.n))
                 if len(batch) >= s.features.batch_size:
                     written += self._write(record, batch)
                     batch = []
@@ -233,5 +233,3 @@ def _fail(index: Index, report: ProcessReport, file: EpisodeFile, digest: str, m
     report.failed += 1
     report.errors.append(message)
 
-
-__all__ = ["ProcessReport", "process_library", "repair", "AnimeBackError"]

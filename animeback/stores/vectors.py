@@ -17,8 +17,8 @@ INSERT_BATCH = 1000  # Milvus Lite slows down sharply on larger insert batches
 
 
 @dataclass(frozen=True)
-class FrameRow:
-    """One indexed frame: its id, episode, series, time and the span it stands for, and its vector."""
+class FrameSpan:
+    """An indexed frame: its id, episode, series, time, and the span [start, end) of video it stands for."""
 
     id: int
     episode: int
@@ -26,19 +26,19 @@ class FrameRow:
     time: float
     start: float
     end: float
+
+
+@dataclass(frozen=True)
+class FrameRow(FrameSpan):
+    """A frame to write, with its vector."""
+
     vector: np.ndarray
 
 
 @dataclass(frozen=True)
-class Hit:
-    """A search hit: the frame's fields and its cosine similarity to the query."""
+class Hit(FrameSpan):
+    """A search hit, with its cosine similarity to the query."""
 
-    id: int
-    episode: int
-    series: str
-    time: float
-    start: float
-    end: float
     similarity: float
 
 
