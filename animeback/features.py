@@ -117,6 +117,8 @@ class Embedder:
         self.pca = pca
         self.batch_size = batch_size
         self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
+        # Trace the compiled call now (about a second), so the first episode or query does not pay for it.
+        self._call(tf.zeros([1, INPUT_SIZE, INPUT_SIZE, 3]))
 
     @property
     def dim(self) -> int:
