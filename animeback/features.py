@@ -51,6 +51,11 @@ class PcaModel:
     components: np.ndarray
     scale: np.ndarray  # per-component divisor (1 without whitening)
 
+    def use_pca(self, pca: PcaModel | None) -> None:
+        """Switch the PCA stage (and so the model name the index records)."""
+        self.pca = pca
+        self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
+
     @property
     def dim(self) -> int:
         return int(self.components.shape[0])
@@ -114,11 +119,15 @@ class Embedder:
         self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
                                  input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
         self._tf = tf
-        self.pca = pca
         self.batch_size = batch_size
-        self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
+        self.use_pca(pca)
         # Trace the compiled call now (about a second), so the first episode or query does not pay for it.
         self._call(tf.zeros([1, INPUT_SIZE, INPUT_SIZE, 3]))
+
+    def use_pca(self, pca: PcaModel | None) -> None:
+        """Switch the PCA stage (and so the model name the index records)."""
+        self.pca = pca
+        self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
 
     @property
     def dim(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +97,3 @@ def content_hash(path: Path, chunk: int = 4 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def is_readable(path: Path) -> bool:
-    """Whether the current user may read the file."""
-    return os.access(path, os.R_OK)

@@ -60,8 +60,7 @@ def train_library_pca(settings: Settings, dim: int = 256, samples: int = 20000, 
     if reindex:
         from .indexer import process_library
 
-        embedder.pca = pca
-        embedder.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}"
+        embedder.use_pca(pca)
         with Index(settings, embedder) as index:
             report = process_library(index, reindex=True, progress=progress)
         message += "\n" + report.summary()
