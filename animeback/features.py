@@ -51,11 +51,6 @@ class PcaModel:
     components: np.ndarray
     scale: np.ndarray  # per-component divisor (1 without whitening)
 
-    def use_pca(self, pca: PcaModel | None) -> None:
-        """Switch the PCA stage (and so the model name the index records)."""
-        self.pca = pca
-        self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
-
     @property
     def dim(self) -> int:
         return int(self.components.shape[0])

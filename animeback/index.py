@@ -51,13 +51,10 @@ class Index:
     def check_model(self) -> None:
         """Refuse to mix vectors of different models."""
         stored = self.indexed_model()
-        if self.vectors.stored_dim != self.vectors.dim:
-            raise IndexMismatchError(f"the index holds {self.vectors.stored_dim}-d vectors of {stored or 'another model'} "
-                                     f"but {self.model_name} makes {self.vectors.dim}-d ones: "
-                                     "run `python run.py process --reindex`")
-        if stored and stored != self.model_name:
-            raise IndexMismatchError(f"the index was built with {stored} but the configuration uses "
-                                     f"{self.model_name}: run `python run.py process --reindex`")
+        if self.vectors.stored_dim != self.vectors.dim or (stored and stored != self.model_name):
+            raise IndexMismatchError(f"the index was built with {stored or 'another model'} "
+                                     f"({self.vectors.stored_dim}-d vectors) but the configuration uses "
+                                     f"{self.model_name} ({self.vectors.dim}-d): run `python run.py process --reindex`")
 
     def refresh_stats(self) -> dict:
         """Recompute library totals from the catalogue and store them for /status and frameCount."""

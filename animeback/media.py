@@ -47,7 +47,7 @@ class Frame:
     pixels: np.ndarray
 
 
-def _run(cmd: list[str], path: Path, what: str) -> subprocess.CompletedProcess:
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, capture_output=True, check=False)
     except FileNotFoundError:
@@ -79,7 +79,7 @@ def probe(path: Path, ffprobe: str = "ffprobe") -> VideoInfo:
     cmd = [ffprobe, "-v", "error", "-show_entries",
            "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration",
            "-of", "json", "--", str(path)]
-    result = _run(cmd, path, "probe")
+    result = _run(cmd)
     try:
         data = json.loads(result.stdout or b"{}")
     except ValueError:
@@ -110,7 +110,7 @@ def detect_borders(path: Path, info: VideoInfo, ffmpeg: str = "ffmpeg") -> Box |
     cmd = [ffmpeg, "-v", "error", "-skip_frame", "nokey", "-i", str(path), "-map", "0:v:0",
            "-vf", f"scale={_BORDER_PROBE_WIDTH}:{probe_h}", "-fps_mode", "passthrough",
            "-pix_fmt", "gray", "-f", "rawvideo", "-"]
-    result = _run(cmd, path, "border probe")
+    result = _run(cmd)
     size = _BORDER_PROBE_WIDTH * probe_h
     count = len(result.stdout) // size
     if count < 3:  # too few keyframes to tell bars from a dark shot

@@ -91,6 +91,7 @@ class Searcher:
     """Answers queries against an opened Index."""
 
     def __init__(self, index: Index):
+        index.check_model()  # once, not per query: the model of an open index does not change under it
         self.index = index
         self.settings = index.settings.search
 
@@ -104,7 +105,6 @@ class Searcher:
         s = self.settings
         cut_borders = s.cut_borders if cut_borders is None else cut_borders
         limit = min(limit or s.max_results, s.max_results)
-        self.index.check_model()
         variants, images, box = ["full"], [to_model_input(rgb)], None
         if cut_borders:
             found = content_box(rgb)
