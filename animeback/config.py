@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import os
 import typing
@@ -71,6 +72,32 @@ class SearchSettings:
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 4000
+    public_url: str = ""
+    secret: str = ""
+    preview_ttl_s: int = 3600
+    preview_max_side_s: float = 5.0
+    fetch_timeout_s: float = 10.0
+    fetch_allow_networks: list = field(default_factory=list)
+    max_search_queue: int = 8
+
+
+@dataclass
+class ApiSettings:
+    keys: dict = field(default_factory=dict)
+    anonymous_quota: int = 0
+    anonymous_concurrency: int = 0
+    rate_limit_per_minute: int = 0
+
+
+@dataclass
+class StoreSettings:
+    host_idle_s: float = 30.0
+
+
+@dataclass
+class MatchSettings:
+    collection: str = "animeback_stills"
+    max_results: int = 10
 
 
 @dataclass
@@ -84,6 +111,9 @@ class Settings:
     milvus: MilvusSettings = field(default_factory=MilvusSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    stores: StoreSettings = field(default_factory=StoreSettings)
+    match: MatchSettings = field(default_factory=MatchSettings)
     # Directory that relative paths are resolved against: the config file's folder.
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -109,6 +139,11 @@ class Settings:
         """The Milvus URI: a server's when configured, else the embedded Milvus Lite file in data_dir."""
         return self.milvus.uri or str(self.data_path / "milvus.db")
 
+    @property
+    def milvus_server(self) -> bool:
+        """True when milvus.uri names a Milvus server rather than an embedded Milvus Lite file."""
+        return self.milvus.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
 
 # Allowed ranges and choices, checked after loading; (low, high) inclusive, or a tuple of choices.
 _LIMITS: dict[str, Any] = {
@@ -133,6 +168,15 @@ _LIMITS: dict[str, Any] = {
     "search.max_image_pixels": (1, 1 << 31),
     "search.min_image_side": (1, 4096),
     "server.port": (1, 65535),
+    "server.preview_ttl_s": (10, 30 * 86400),
+    "server.preview_max_side_s": (0.5, 60.0),
+    "server.fetch_timeout_s": (0.5, 120.0),
+    "server.max_search_queue": (1, 10_000),
+    "api.anonymous_quota": (0, 1 << 31),
+    "api.anonymous_concurrency": (0, 10_000),
+    "api.rate_limit_per_minute": (0, 1_000_000),
+    "stores.host_idle_s": (0.5, 86400.0),
+    "match.max_results": (1, 1000),
 }
 
 
@@ -173,6 +217,14 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
                 pass
     elif kind is str:
         if isinstance(value, str):
+            return value
+    elif kind in (list, dict):
+        if isinstance(value, str):  # from the environment: JSON
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ConfigError(f"config key '{key}' must be a JSON {kind.__name__}, got {value!r}") from None
+        if isinstance(value, kind):
             return value
     raise ConfigError(f"config key '{key}' must be {kind.__name__}, got {value!r}")
 
@@ -221,6 +273,18 @@ def _validate(settings: Settings) -> None:
                 raise ConfigError(f"config key '{key}' must be one of {', '.join(limit)}; got {value!r}")
         elif not limit[0] <= value <= limit[1]:
             raise ConfigError(f"config key '{key}' must be between {limit[0]} and {limit[1]}; got {value!r}")
+    for network in settings.server.fetch_allow_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key 'server.fetch_allow_networks' must list networks like "
+                              f"\"10.0.0.0/8\"; got {network!r}") from None
+    for name, spec in settings.api.keys.items():
+        allowed = {"id": str, "priority": int, "concurrency": int, "quota": int}
+        if (not isinstance(spec, dict) or not set(spec) <= set(allowed)
+                or any(not isinstance(v, allowed[k]) or isinstance(v, bool) for k, v in spec.items())):
+            raise ConfigError(f"config key 'api.keys.{name}' must be an object with id (string), priority, "
+                              f"concurrency and quota (integers); got {spec!r}")
 
 
 def config_path(explicit: str | os.PathLike | None = None, environ: typing.Mapping[str, str] | None = None) -> Path:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 from pathlib import Path
 
 from .config import Settings
-from .errors import IndexMismatchError
+from .errors import IndexBusyError, IndexMismatchError
 from .features import Embedder, PcaModel
-from .stores import Catalogue, VectorStore
+from .stores import VectorStore
+from .stores.host import RemoteCatalogue, connect
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +27,43 @@ def pca_path(settings: Settings) -> Path:
     return trained if trained.exists() else settings.path("models/pca_default.npz")
 
 
+def load_embedder(settings: Settings) -> Embedder:
+    """The configured CNN with the PCA in use."""
+    return Embedder(settings.path(settings.features.weights), PcaModel.load(pca_path(settings)),
+                    settings.features.batch_size, settings.features.threads)
+
+
 class Index:
-    """Opens the stores (and the CNN) for one process; close() releases their locks."""
+    """The stores (through the store host, see stores/host.py) and the CNN, opened once per process."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None):
         self.settings = settings
-        self.embedder = embedder or Embedder(settings.path(settings.features.weights),
-                                             PcaModel.load(pca_path(settings)), settings.features.batch_size,
-                                             settings.features.threads)
-        settings.data_path.mkdir(parents=True, exist_ok=True)
-        self.catalogue = Catalogue(settings.data_path / "catalogue")
+        self.embedder = embedder or load_embedder(settings)
+        self.host = connect(settings)
+        self.catalogue = RemoteCatalogue(self.host)
         try:
             m = settings.milvus
-            self.vectors = VectorStore(settings.milvus_uri, m.token, m.collection, self.embedder.dim, m.nlist, m.nprobe)
+            self.vectors_uri = m.uri if settings.milvus_server else self.host.hello["vectors_uri"]
+            self.vectors = VectorStore(self.vectors_uri, m.token, m.collection, self.embedder.dim, m.nlist, m.nprobe)
         except BaseException:
-            self.catalogue.close()
+            self.host.close()
             raise
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Hold the index's writer lock: one `process` or `train-pca` at a time (searches go on meanwhile)."""
+        with open(self.settings.data_path / "writer.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise IndexBusyError(f"the index is being written by {holder}; wait for it to finish") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"process {os.getpid()}")
+            lock.flush()
+            yield
 
     @property
     def model_name(self) -> str:
@@ -81,7 +106,7 @@ class Index:
 
     def close(self) -> None:
         self.vectors.close()
-        self.catalogue.close()
+        self.host.close()
 
     def __enter__(self) -> "Index":
         return self

@@ -158,6 +158,11 @@ def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str) ->
 
 def process_library(index: Index, reindex: bool = False, progress: bool = True) -> ProcessReport:
     """Bring the index in line with the library folder; see the module docstring for the guarantees."""
+    with index.writing():
+        return _process_library(index, reindex, progress)
+
+
+def _process_library(index: Index, reindex: bool, progress: bool) -> ProcessReport:
     started = time.monotonic()
     settings = index.settings
     report = ProcessReport()

@@ -28,6 +28,7 @@ def make_settings(tmp: Path, library: Path, **sections) -> Settings:
     """Settings whose library and data live under tmp; keyword args override sections, e.g. media={...}."""
     settings = Settings(base_dir=tmp, library_dir=str(library), data_dir=str(tmp / "data"))
     settings.log_level = "WARNING"
+    settings.stores.host_idle_s = 3.0  # hosts of finished tests go away quickly
     for section, values in sections.items():
         for key, value in values.items():
             setattr(getattr(settings, section), key, value)

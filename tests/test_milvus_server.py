@@ -44,7 +44,7 @@ def milvus_server(tmp_path):
 def test_index_and_search_through_a_milvus_uri(milvus_server, library_template, tmp_path, embedder):
     settings = make_settings(tmp_path, library_template, milvus={"uri": milvus_server})
     with Index(settings, embedder) as index:
-        assert not index.vectors.embedded
+        assert index.vectors_uri == milvus_server
         report = process_library(index, progress=False)
         assert report.indexed == len(LIBRARY)
         assert index.vectors.count() == index.catalogue.count_frames() == report.vectors_written

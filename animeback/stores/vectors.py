@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import AnimeBackError, IndexBusyError
+from ..errors import AnimeBackError
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +42,20 @@ class Hit(FrameSpan):
 
 
 class VectorStore:
-    """A Milvus collection of frame vectors (inner product on unit vectors = cosine similarity)."""
+    """A Milvus collection of frame vectors (inner product on unit vectors = cosine similarity).
+
+    `uri` is always a server's: a Milvus server or cluster, or the store host's Milvus Lite socket."""
 
     def __init__(self, uri: str, token: str, collection: str, dim: int, nlist: int = 128, nprobe: int = 16):
         with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
             warnings.simplefilter("ignore")
             from pymilvus import MilvusClient
-            import milvus_lite  # noqa: F401
 
         self.uri, self.collection, self.dim, self.nlist, self.nprobe = uri, collection, dim, nlist, nprobe
-        self.embedded = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
-        if self.embedded:
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.client = MilvusClient(uri=uri, token=token)
-        except Exception as exc:  # pymilvus raises its own types, and Milvus Lite plain ones for a held lock
-            text = str(exc)
-            if self.embedded and ("lock" in text.lower() or "opened by another" in text.lower()):
-                raise IndexBusyError(f"the vector index {uri} is in use by another AnimeBack process") from None
-            raise AnimeBackError(f"cannot open Milvus at {uri}: {text}") from None
+        except Exception as exc:  # pymilvus raises its own types
+            raise AnimeBackError(f"cannot reach Milvus at {uri}: {exc}") from None
         self._ensure_collection()
 
     def _ensure_collection(self) -> None:

@@ -1,24 +1,57 @@
-"""Web layer: the Flask app factory."""
+"""Web layer: the Flask app factory, one blueprint per API family, one JSON error shape."""
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
 from ..errors import AnimeBackError
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD = 1024 * 1024  # room for multipart framing around an image of the largest accepted size
 
 
-def create_app(settings: Settings) -> Flask:
-    """Build the Flask app for these settings."""
-    app = Flask(__name__)
-    app.config["ANIMEBACK_SETTINGS"] = settings
+def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
+    """Build the Flask app for these settings; with warm, the model loads in the background at once.
+
+    `index` lets a caller share an already opened Index (tests do, to load the model once)."""
+    from . import match, site, tracemoe
+
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.search.max_image_bytes + MULTIPART_OVERHEAD
+    app.json.sort_keys = False
+    services = Services(settings, index)
+    app.extensions["animeback"] = services
+    for blueprint in (tracemoe.bp, match.bp, site.bp):
+        app.register_blueprint(blueprint)
 
     @app.errorhandler(AnimeBackError)
     def _domain_error(exc: AnimeBackError):
         return jsonify(error=exc.message), exc.status
 
-    @app.get("/status")
-    def status():
-        return jsonify(library=str(settings.library_path), milvus=settings.milvus_uri)
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        message = "Your image is too large" if exc.code == 413 else exc.description or exc.name
+        return jsonify(error=message), exc.code
 
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error")
+        return jsonify(error="Internal server error (logged on the server)"), 500
+
+    if warm:
+        threading.Thread(target=_warm, args=(services,), daemon=True).start()
     return app
+
+
+def _warm(services: Services) -> None:
+    try:
+        services.searcher
+    except AnimeBackError as exc:
+        log.error("cannot open the index: %s", exc.message)

@@ -1,0 +1,339 @@
+"""The store host: the one process that opens an installation's embedded stores; every other process connects.
+
+Milvus Lite and LevelDB each lock their files to one process, yet a web server with several workers and a
+`process` run must all reach them at once. So exactly one host process per data folder owns them, by
+construction: it holds `host.lock` (an flock) for its whole life, and only the holder opens the catalogue and
+starts Milvus Lite. The host serves
+- the vectors: embedded Milvus Lite is served on a private Unix socket, and clients use pymilvus with that
+  URI, exactly as they would a Milvus server (with a Milvus server URI configured, the host starts nothing
+  and clients go straight to the server: one code path either way);
+- the catalogue: its methods are called over an authenticated local connection (multiprocessing.connection
+  on a Unix socket, key in `host.key`, readable by the owner only);
+- shared counters (API quotas, rate limits), which must be common to all web workers.
+Any process that needs the stores calls `connect(settings)`: it connects to the running host, or starts one
+(detached, so it outlives its starter) and waits for it. The host exits after `stores.host_idle_s` seconds
+without any client; Milvus Lite stops with it (it watches its lock file), so a killed host leaves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import AnimeBackError, IndexBusyError
+from .catalogue import Catalogue
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0
+_CATALOGUE_CALLS = frozenset(name for name in vars(Catalogue) if not name.startswith("_") and name != "close")
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where a data folder's host keeps its lock, key, socket and log."""
+
+    data: Path
+    lock: Path
+    key: Path
+    socket: str
+    log: Path
+
+    @classmethod
+    def of(cls, data: Path) -> "HostPaths":
+        data = data.resolve()
+        # Unix socket paths are limited to ~107 bytes, so the socket lives in the temp folder under a name
+        # derived from the data folder; the same folder always maps to the same socket.
+        digest = hashlib.sha256(str(data).encode()).hexdigest()[:20]
+        socket = os.path.join(tempfile.gettempdir(), f"animeback-{os.getuid()}-{digest}.sock")
+        return cls(data, data / "host.lock", data / "host.key", socket, data / "host.log")
+
+
+def _read_or_create_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        key = secrets.token_bytes(32)
+        out.write(key)
+    return key
+
+
+class Counters:
+    """Named counters and slots shared by all clients (quota per day, rate windows, concurrency)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[float, int]] = {}  # name -> (expiry time, value)
+
+    def add(self, name: str, amount: int, ttl_s: float, limit: int | None = None) -> tuple[bool, int]:
+        """Add amount to a counter that resets ttl_s after its first use, unless that would pass limit."""
+        now = time.time()
+        with self._lock:
+            expires, value = self._values.get(name, (0.0, 0))
+            if expires <= now:
+                expires, value = now + ttl_s, 0
+            if limit is not None and amount > 0 and value + amount > limit:
+                return False, value
+            value = max(0, value + amount)
+            self._values[name] = (expires, value)
+            if len(self._values) > 100_000:  # forget expired entries now and then
+                self._values = {k: v for k, v in self._values.items() if v[0] > now}
+            return True, value
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            expires, value = self._values.get(name, (0.0, 0))
+            return value if expires > time.time() else 0
+
+
+class StoreHost:
+    """The owning process: holds the lock, the catalogue and Milvus Lite, and answers clients."""
+
+    def __init__(self, paths: HostPaths, milvus_file: str, idle_s: float):
+        self.paths, self.milvus_file, self.idle_s = paths, milvus_file, idle_s
+        self.catalogue: Catalogue | None = None
+        self.milvus = None
+        self.vectors_uri = ""
+        self.counters = Counters()
+        self._clients = 0
+        self._last_client = time.monotonic()
+        self._state = threading.Lock()
+        self._closing = False
+
+    def open(self) -> None:
+        self.catalogue = Catalogue(self.paths.data / "catalogue")
+        if self.milvus_file:
+            self.vectors_uri = self._start_milvus_lite(Path(self.milvus_file))
+
+    def _start_milvus_lite(self, db_file: Path) -> str:
+        with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            from milvus_lite.server import Server
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        self.milvus = Server(str(db_file))
+        if not self.milvus.init() or not self.milvus.start():
+            raise IndexBusyError(f"cannot start Milvus Lite on {db_file} (is another program using it?)")
+        socket = self.milvus.uds_path[len("unix:"):]
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not os.path.exists(socket):
+            if time.monotonic() > deadline:
+                raise AnimeBackError(f"Milvus Lite did not start on {db_file}")
+            time.sleep(0.05)
+        return self.milvus.uds_path
+
+    def serve(self) -> None:
+        """Answer clients until idle for idle_s seconds."""
+        Path(self.paths.socket).unlink(missing_ok=True)
+        listener = Listener(self.paths.socket, family="AF_UNIX", authkey=_read_or_create_key(self.paths.key))
+        os.chmod(self.paths.socket, 0o600)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        log.info("store host %d serving %s (vectors at %s)", os.getpid(), self.paths.data, self.vectors_uri or "-")
+        while True:
+            time.sleep(0.2)
+            with self._state:
+                if self._clients == 0 and time.monotonic() - self._last_client > self.idle_s:
+                    self._closing = True
+                    break
+        listener.close()
+        Path(self.paths.socket).unlink(missing_ok=True)
+        log.info("store host %d idle for %.0f s: stopping", os.getpid(), self.idle_s)
+
+    def close(self) -> None:
+        if self.catalogue is not None:
+            self.catalogue.close()
+        if self.milvus is not None:
+            self.milvus.stop()
+
+    def _accept(self, listener: Listener) -> None:
+        while True:
+            try:
+                conn = listener.accept()
+            except OSError:
+                return  # closed by serve()
+            except Exception as exc:  # a client that failed the handshake
+                log.warning("refused a client: %s", exc)
+                continue
+            with self._state:
+                if self._closing:
+                    conn.close()  # the client sees EOF on its hello and starts a new host
+                    return
+                self._clients += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        try:
+            while True:
+                try:
+                    target, name, args, kwargs = conn.recv()
+                except (EOFError, OSError):
+                    return
+                try:
+                    conn.send(("ok", self._call(target, name, args, kwargs)))
+                except AnimeBackError as exc:
+                    conn.send(("error", type(exc).__name__, exc.message))
+                except Exception as exc:  # reported to the caller, who raises it as a store error
+                    log.exception("store call %s.%s failed", target, name)
+                    conn.send(("error", "AnimeBackError", f"store call {name} failed: {exc}"))
+        finally:
+            conn.close()
+            with self._state:
+                self._clients -= 1
+                self._last_client = time.monotonic()
+
+    def _call(self, target: str, name: str, args: tuple, kwargs: dict):
+        if target == "catalogue" and name in _CATALOGUE_CALLS:
+            result = getattr(self.catalogue, name)(*args, **kwargs)
+            return list(result) if hasattr(result, "__next__") else result
+        if target == "counters" and name in ("add", "get"):
+            return getattr(self.counters, name)(*args, **kwargs)
+        if target == "host" and name == "hello":
+            return {"pid": os.getpid(), "vectors_uri": self.vectors_uri}
+        raise AnimeBackError(f"unknown store call {target}.{name}")
+
+
+class HostConnection:
+    """A client's connection to the host; thread-safe (one call at a time), reconnects after a fork."""
+
+    def __init__(self, paths: HostPaths, conn, hello: dict):
+        self.paths, self._conn, self.hello = paths, conn, hello
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def call(self, target: str, name: str, *args, **kwargs):
+        if os.getpid() != self._pid:
+            raise AnimeBackError("a store connection cannot be shared across a fork; connect in each process")
+        with self._lock:
+            try:
+                self._conn.send((target, name, args, kwargs))
+                reply = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise AnimeBackError(f"lost the connection to the store host ({exc or 'closed'}); "
+                                     f"see {self.paths.log}") from None
+        if reply[0] == "ok":
+            return reply[1]
+        from .. import errors
+
+        error_type = getattr(errors, reply[1], AnimeBackError)
+        raise error_type(reply[2])
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class RemoteCatalogue:
+    """The catalogue's interface (see Catalogue), answered by the host."""
+
+    def __init__(self, connection: HostConnection):
+        self._connection = connection
+
+    def __getattr__(self, name: str):
+        if name not in _CATALOGUE_CALLS:
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._connection.call("catalogue", name, *args, **kwargs)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def connect(settings: Settings) -> HostConnection:
+    """Connect to this installation's store host, starting it first when none runs."""
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    paths = HostPaths.of(settings.data_path)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    started = None
+    while True:
+        connection = _try_connect(paths)
+        if connection is not None:
+            return connection
+        if started is None or started.poll() is not None:
+            if started is not None and started.returncode not in (0, None):
+                raise AnimeBackError(f"the store host failed to start: {_last_log_line(paths.log)}")
+            started = _spawn_host(settings, paths)
+        if time.monotonic() > deadline:
+            raise AnimeBackError(f"the store host did not start within {START_TIMEOUT_S:.0f} s; see {paths.log}")
+        time.sleep(0.05)
+
+
+def _try_connect(paths: HostPaths) -> HostConnection | None:
+    if not os.path.exists(paths.socket) or not paths.key.exists():
+        return None
+    try:
+        conn = Client(paths.socket, family="AF_UNIX", authkey=paths.key.read_bytes())
+        conn.send(("host", "hello", (), {}))
+        reply = conn.recv()
+    except (OSError, EOFError):
+        return None  # not listening yet, or stopping: try again
+    except Exception as exc:  # e.g. a key from another host generation
+        log.debug("store host handshake failed: %s", exc)
+        return None
+    return HostConnection(paths, conn, reply[1])
+
+
+def _spawn_host(settings: Settings, paths: HostPaths) -> subprocess.Popen:
+    milvus_file = "" if settings.milvus_server else str(Path(settings.milvus_uri).resolve())
+    args = [sys.executable, "-m", "animeback.stores.host", "--data", str(paths.data), "--milvus-file", milvus_file,
+            "--idle", str(settings.stores.host_idle_s)]
+    with open(paths.log, "ab") as log_file:
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]))
+
+
+def _last_log_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return f"no log at {path}"
+    return lines[-1] if lines else f"see {path}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a store host (started by connect(), not by hand)."""
+    parser = argparse.ArgumentParser(description="AnimeBack store host (started automatically by clients)")
+    parser.add_argument("--data", required=True, help="the installation's data folder")
+    parser.add_argument("--milvus-file", default="", help="Milvus Lite file to serve (empty: a Milvus server is used)")
+    parser.add_argument("--idle", type=float, default=30.0, help="exit after this many seconds without clients")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s host %(levelname)s %(message)s")
+    paths = HostPaths.of(Path(args.data))
+    lock = open(paths.lock, "a")
+    deadline = time.monotonic() + 10
+    while True:  # a host that is stopping still holds the lock for a moment
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                log.info("another store host owns %s", paths.data)
+                return 0
+            time.sleep(0.1)
+    host = StoreHost(paths, args.milvus_file, args.idle)
+    try:
+        host.open()
+        host.serve()
+    except AnimeBackError as exc:
+        log.error("%s", exc.message)
+        return 1
+    finally:
+        host.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

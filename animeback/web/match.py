@@ -1,0 +1,145 @@
+"""The match-compatible image API under /match: stills added by filepath, searched in all 8 orientations.
+
+Every answer is JSON `{"status": "ok"|"fail", "error": [...], "method": ..., "result": [...]}`; parameters come
+as form fields, multipart or query string, as in match.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import AnimeBackError, BadImageError
+from ..search import decode_query
+from .fetch import fetch_image
+from .services import services
+
+bp = Blueprint("match", __name__, url_prefix="/match")
+
+_FALSE = ("false", "0", "no", "off")
+
+
+class NotFoundError(AnimeBackError):
+    """No still at the given filepath."""
+
+    status = 404
+
+
+def _envelope(method: str, result: list, status: int = 200, error: str | None = None):
+    body = {"status": "fail" if error else "ok", "error": [error] if error else [], "method": method,
+            "result": result}
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _method() -> str:
+    return (request.endpoint or "match.unknown").split(".", 1)[1]
+
+
+@bp.errorhandler(AnimeBackError)
+def _domain_error(exc: AnimeBackError):
+    return _envelope(_method(), [], exc.status, exc.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    message = "Your image is too large" if exc.code == 413 else exc.description or exc.name
+    return _envelope(_method(), [], exc.code or 500, message)
+
+
+def _param(name: str) -> str | None:
+    value = request.form.get(name)
+    return request.args.get(name) if value is None else value
+
+
+def _image(suffix: str = ""):
+    """The decoded image given as url<suffix> or image<suffix>."""
+    svc = services()
+    upload = request.files.get("image" + suffix)
+    url = _param("url" + suffix)
+    if upload is not None:
+        data = upload.read()
+    elif url:
+        settings = svc.settings
+        data = fetch_image(url, settings.search.max_image_bytes, settings.server.fetch_timeout_s,
+                           settings.server.fetch_allow_networks)
+    else:
+        raise BadImageError(f"missing image{suffix}: upload a file as image{suffix} or give url{suffix}")
+    return decode_query(svc.settings, data)
+
+
+def _int_param(name: str, default: int, low: int, high: int) -> int:
+    raw = _param(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadImageError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise BadImageError(f"{name} must be between {low} and {high}")
+    return value
+
+
+@bp.post("/add")
+def add():
+    filepath = _param("filepath")
+    if not filepath:
+        raise BadImageError("missing filepath")
+    raw = _param("metadata")
+    metadata = None
+    if raw:
+        try:
+            metadata = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadImageError(f"metadata is not valid JSON: {exc.msg}") from None
+        if not isinstance(metadata, dict):
+            raise BadImageError("metadata must be a JSON object")
+    services().stills.add(filepath, _image(), metadata)
+    return _envelope("add", [])
+
+
+@bp.delete("/delete")
+def delete():
+    filepath = _param("filepath")
+    if not filepath:
+        raise BadImageError("missing filepath")
+    if not services().stills.delete(filepath):
+        raise NotFoundError(f"no image with filepath {filepath!r}")
+    return _envelope("delete", [])
+
+
+@bp.post("/search")
+def search():
+    svc = services()
+    all_orientations = (_param("all_orientations") or "true").lower() not in _FALSE
+    limit = _int_param("limit", svc.settings.match.max_results, 1, 1000)
+    matches = svc.stills.search(_image(), all_orientations, limit)
+    return _envelope("search", [{"score": m.score, "filepath": m.filepath, "metadata": m.metadata}
+                                for m in matches])
+
+
+@bp.post("/compare")
+def compare():
+    stills = services().stills
+    return _envelope("compare", [{"score": stills.compare(_image("1"), _image("2"))}])
+
+
+@bp.get("/count")
+def count():
+    return _envelope("count", [services().stills.count()])
+
+
+@bp.get("/list", endpoint="list")
+def listing():
+    offset = _int_param("offset", 0, 0, 1 << 31)
+    limit = _int_param("limit", 20, 1, 10_000)
+    return _envelope("list", services().stills.list(offset, limit))
+
+
+@bp.get("/ping")
+def ping():
+    return _envelope("ping", [])

@@ -1,0 +1,67 @@
+"""The website (search page, library page, static files), GET /status and the OpenAPI document."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, jsonify, send_from_directory
+
+from ..config import PROJECT_ROOT
+from .services import services
+
+bp = Blueprint("site", __name__)
+
+STATIC_DIR = PROJECT_ROOT / "static"
+OPENAPI_FILE = "openapi.json"
+
+
+def _page(name: str):
+    response = send_from_directory(STATIC_DIR, name, max_age=0)
+    response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' blob: data:; "
+                                                   "media-src 'self' blob:; style-src 'self'; script-src 'self'")
+    return response
+
+
+@bp.get("/")
+def index_page():
+    return _page("index.html")
+
+
+@bp.get("/library")
+def library_page():
+    return _page("library.html")
+
+
+@bp.get("/static/<path:name>")
+def static_file(name: str):
+    return send_from_directory(STATIC_DIR, name, max_age=3600)  # safe_join inside: no path leaves static/
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return send_from_directory(STATIC_DIR, OPENAPI_FILE, max_age=0, mimetype="application/json")
+
+
+def _folder_bytes(path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass  # a file replaced while we walk
+    return total
+
+
+@bp.get("/status")
+def status():
+    svc = services()
+    index = svc.index
+    stats = index.catalogue.get_meta("stats") or index.refresh_stats()
+    settings = svc.settings
+    backend = (f"Milvus server at {settings.milvus.uri}" if settings.milvus_server
+               else f"Milvus Lite (embedded) in {settings.milvus_uri}")
+    return jsonify(series=stats["series"], episodes=stats["episodes"], failed=stats["failed"],
+                   frames=stats["vectors"], hours=round(stats["video_seconds"] / 3600, 3),
+                   index_bytes=_folder_bytes(settings.data_path), model=index.indexed_model() or index.model_name,
+                   milvus=backend, stills=svc.stills.count())

@@ -1,0 +1,138 @@
+"""The trace.moe-compatible API: /search, /me, and the /video and /image previews its results link to."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..errors import AnimeBackError, BadImageError
+from ..previews import (WIDTHS, PreviewNotFoundError, find_shot, preview_source, render_clip, render_still)
+from ..search import trace_moe_response, trace_moe_result
+from .fetch import fetch_image
+from .services import UNLIMITED, Caller, services
+
+bp = Blueprint("tracemoe", __name__)
+
+RAW_BODY_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded")
+MAX_SERIES_ID = 256
+
+
+class NoImageError(AnimeBackError):
+    """A search request that carries no image at all (trace.moe answers 405)."""
+
+    status = 405
+
+
+def caller() -> Caller:
+    key = request.headers.get("x-trace-key") or request.args.get("key")
+    return services().identify(key, request.remote_addr or "unknown")
+
+
+def query_image() -> bytes:
+    """The image of a search request: ?url=, a multipart file under any field name, or the raw body."""
+    settings = services().settings
+    if "url" in request.args:
+        return fetch_image(request.args["url"], settings.search.max_image_bytes, settings.server.fetch_timeout_s,
+                           settings.server.fetch_allow_networks)
+    mimetype = request.mimetype or ""
+    if mimetype == "multipart/form-data":
+        upload = next(iter(request.files.values()), None)
+        if upload is None:
+            raise NoImageError("Method Not Allowed: no image in the upload (send a file, a body or ?url=)")
+        return upload.read()
+    if mimetype.startswith("image/") or mimetype in RAW_BODY_TYPES:
+        data = request.get_data(cache=False, parse_form_data=False)
+        if not data:
+            raise BadImageError("the image is empty")
+        return data
+    if request.method == "POST" and request.content_length:
+        raise BadImageError(f"unsupported content type {mimetype!r}: send multipart/form-data, image/*, or "
+                            "application/octet-stream")
+    raise NoImageError("Method Not Allowed: no image given (send a file, a body or ?url=)")
+
+
+def series_filter() -> str | None:
+    value = request.args.get("anilistID")
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_SERIES_ID or not value.isprintable():
+        raise BadImageError("anilistID must be a series id (at most 256 printable characters)")
+    return value
+
+
+def anilist_info(series_id: str, metadata: dict) -> dict:
+    """The series' metadata in AniList's shape (title object, synonyms, isAdult), as trace.moe clients expect."""
+    titles = dict(metadata.get("titles") or {})
+    if isinstance(metadata.get("title"), str) and not any(titles.get(k) for k in ("native", "romaji", "english")):
+        titles["romaji"] = metadata["title"]
+    info = {k: v for k, v in metadata.items() if k not in ("title", "titles")}
+    info.update(id=int(series_id) if series_id.isdigit() else series_id, title=titles,
+                synonyms=metadata.get("synonyms", []), isAdult=bool(metadata.get("isAdult", False)))
+    return info
+
+
+@bp.route("/search", methods=["GET", "POST"])
+def search():
+    svc = services()
+    who = caller()
+    data = query_image()
+    series = series_filter()
+    with svc.search_slot(who):
+        outcome = svc.searcher.search_bytes(data, cut_borders="cutBorders" in request.args, series=series)
+    base = svc.settings.server.public_url.rstrip("/") or request.host_url.rstrip("/")
+    catalogue = svc.index.catalogue
+    with_info = "anilistInfo" in request.args
+    results = []
+    for match in outcome.matches:
+        token = svc.signer.issue(match.episode_id, match.at)
+        info = anilist_info(match.series_id, catalogue.get_series(match.series_id) or {}) if with_info else None
+        result = trace_moe_result(match, None, f"{base}/video/{token}", f"{base}/image/{token}")
+        if info is not None:
+            result["anilist"] = info
+        results.append(result)
+    return jsonify(trace_moe_response(outcome, results))
+
+
+@bp.get("/me")
+def me():
+    svc = services()
+    who = caller()
+    return jsonify(id=who.id, priority=who.priority, concurrency=who.concurrency or UNLIMITED,
+                   quota=who.quota or UNLIMITED, quotaUsed=svc.quota_used(who))
+
+
+def _preview_request(token: str):
+    svc = services()
+    ref = svc.signer.check(token)
+    size = request.args.get("size", "m")
+    if size not in WIDTHS:
+        raise BadImageError("size must be l, m or s")
+    record = svc.index.catalogue.get_episode(ref.episode_id)
+    if record is None or record.status != "indexed":
+        raise PreviewNotFoundError("this episode is no longer in the index")
+    return svc, ref, record, WIDTHS[size]
+
+
+@bp.get("/video/<token>")
+def video(token: str):
+    svc, ref, record, width = _preview_request(token)
+    source = preview_source(svc.settings, record)
+    ffmpeg = svc.settings.media.ffmpeg
+    start, end = find_shot(source, ref.at, record.duration, svc.settings.server.preview_max_side_s, ffmpeg)
+    clip = render_clip(source, start, end, width, "mute" in request.args, ffmpeg)
+    response = Response(clip, mimetype="video/mp4")
+    response.headers["Cache-Control"] = "max-age=86400"
+    response.headers["x-video-start"], response.headers["x-video-end"] = f"{start:.3f}", f"{end:.3f}"
+    return response
+
+
+@bp.get("/image/<token>")
+def image(token: str):
+    svc, ref, record, width = _preview_request(token)
+    webp = request.accept_mimetypes.quality("image/webp") > 0 and "image/webp" in request.headers.get("Accept", "")
+    still = render_still(preview_source(svc.settings, record), ref.at, width, "webp" if webp else "jpeg",
+                         svc.settings.media.ffmpeg)
+    response = Response(still, mimetype="image/webp" if webp else "image/jpeg")
+    response.headers["Cache-Control"] = "max-age=86400"
+    response.headers["Vary"] = "Accept"
+    return response
+

@@ -1,0 +1,162 @@
+"""The trace.moe-compatible API, previews, limits and /status through real Flask requests on a real index."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+
+import pytest
+from PIL import Image
+
+from animeback.previews import PreviewSigner
+from animeback.web import create_app
+from tests.conftest import LIBRARY
+from tests.synthetic import episode_scenes, grab_frame
+
+
+def _frame(library, tmp_path, entry=0, at=None, suffix=".jpg") -> tuple[bytes, float]:
+    series, name, seed, duration = LIBRARY[entry]
+    if at is None:
+        _, start, end = episode_scenes(seed, duration)[1]
+        at = round(start + (end - start) * 0.6, 2)
+    path = grab_frame(library / series / name, at, tmp_path / f"q{entry}-{at}{suffix}")
+    return path.read_bytes(), at
+
+
+@pytest.fixture
+def client(indexed):
+    index, _ = indexed
+    app = create_app(index.settings, warm=False, index=index)
+    return app.test_client()
+
+
+def test_search_by_multipart_under_any_field_name_and_by_raw_body(client, indexed, tmp_path):
+    index, _ = indexed
+    image, at = _frame(index.settings.library_path, tmp_path)
+    for response in (client.post("/search", data={"file": (io.BytesIO(image), "shot.jpg")}),
+                     client.post("/search", data={"image": (io.BytesIO(image), "shot.jpg")}),
+                     client.post("/search", data=image, content_type="image/jpeg"),
+                     client.post("/search", data=image, content_type="application/octet-stream")):
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["error"] == "" and body["frameCount"] > 0
+        best = body["result"][0]
+        assert best["anilist"] == 101 and best["filename"] == LIBRARY[0][1] and best["episode"] == 1
+        assert best["from"] <= at + 1.0 and best["to"] >= at - 1.0 and abs(best["at"] - at) <= 1.5
+        assert set(best) == {"anilist", "filename", "episode", "episode_start", "episode_end", "duration", "from",
+                             "at", "to", "similarity", "video", "image"}
+        assert best["video"].startswith("http://localhost/video/") and best["image"].startswith("http://localhost/image/")
+
+
+def test_flags_count_by_presence_and_series_filter(client, indexed, tmp_path):
+    index, _ = indexed
+    image, _ = _frame(index.settings.library_path, tmp_path)
+    body = client.post("/search?anilistInfo&cutBorders=0", data=image, content_type="image/jpeg").get_json()
+    anilist = body["result"][0]["anilist"]
+    assert anilist["id"] == 101 and anilist["title"]["native"] == "ショーワン"
+    assert anilist["synonyms"] == [] and anilist["isAdult"] is False
+    body = client.post("/search?anilistID=202", data=image, content_type="image/jpeg").get_json()
+    assert body["result"] and all(r["anilist"] == 202 for r in body["result"])
+    body = client.post("/search?anilistID=999", data=image, content_type="image/jpeg").get_json()
+    assert body["result"] == []
+
+
+def test_search_errors_are_json_with_trace_moe_statuses(client, tmp_path):
+    cases = [
+        (client.get("/search"), 405, "Method Not Allowed"),
+        (client.post("/search", data={"note": "no file"}, content_type="multipart/form-data"), 405, "no image"),
+        (client.post("/search", data=b"not an image", content_type="image/png"), 400, "not an image"),
+        (client.post("/search", data=b"", content_type="image/png"), 400, "empty"),
+        (client.post("/search", data=b"x" * (26 * 1024 * 1024 + 1), content_type="image/png"), 413, "too large"),
+        (client.post("/search", data="{}", content_type="application/json"), 400, "content type"),
+        (client.get("/search?url=file:///etc/passwd"), 400, "Invalid image url"),
+        (client.put("/search"), 405, "not allowed"),
+    ]
+    for response, status, message in cases:
+        assert response.status_code == status, (status, response.get_json())
+        assert response.is_json and message.lower() in response.get_json()["error"].lower()
+
+
+def test_me_reports_caller_and_usage(client, indexed, tmp_path):
+    before = client.get("/me").get_json()
+    assert set(before) == {"id", "priority", "concurrency", "quota", "quotaUsed"}
+    assert before["id"] == "127.0.0.1" and isinstance(before["quotaUsed"], int)
+    image, _ = _frame(indexed[0].settings.library_path, tmp_path)
+    client.post("/search", data=image, content_type="image/jpeg")
+    assert client.get("/me").get_json()["quotaUsed"] == before["quotaUsed"] + 1
+
+
+def _ffprobe_duration(data: bytes, tmp_path) -> tuple[float, str]:
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type,width",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    return float(info["format"]["duration"]), info["streams"]
+
+
+def test_previews_cut_the_shot_and_are_signed(client, indexed, tmp_path):
+    index, _ = indexed
+    image, at = _frame(index.settings.library_path, tmp_path)
+    best = client.post("/search", data=image, content_type="image/jpeg").get_json()["result"][0]
+    token = best["video"].rsplit("/", 1)[1]
+    video = client.get(f"/video/{token}?size=s&mute")
+    assert video.status_code == 200 and video.mimetype == "video/mp4"
+    assert video.headers["Cache-Control"] == "max-age=86400"
+    duration, streams = _ffprobe_duration(video.data, tmp_path)
+    start, end = float(video.headers["x-video-start"]), float(video.headers["x-video-end"])
+    assert start <= best["at"] <= end and end - start <= 10.001 and 0 < duration <= 10.1
+    assert [s["codec_type"] for s in streams] == ["video"] and streams[0]["width"] == 160
+    # the clip stops at the scene cuts around `at` (synthetic scenes are a few seconds long)
+    scenes = episode_scenes(LIBRARY[0][2], LIBRARY[0][3])
+    scene = next((s, e) for _, s, e in scenes if s <= at < e)
+    assert scene[0] - 0.5 <= start and end <= scene[1] + 0.5
+
+    still = client.get(f"/image/{token}", headers={"Accept": "image/webp,*/*"})
+    assert still.mimetype == "image/webp" and Image.open(io.BytesIO(still.data)).width == 320
+    still = client.get(f"/image/{token}?size=l")
+    assert still.mimetype == "image/jpeg" and Image.open(io.BytesIO(still.data)).width == 640
+
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert client.get(f"/video/{tampered}").status_code == 403
+    other = PreviewSigner(b"someone else's secret", 3600).issue(1, 1.0)
+    assert client.get(f"/image/{other}").status_code == 403
+    signer = client.application.extensions["animeback"].signer
+    expired = signer.issue(1, 1.0, now=time.time() - 2 * signer.ttl_s)
+    response = client.get(f"/video/{expired}")
+    assert response.status_code == 410 and "expired" in response.get_json()["error"]
+    assert client.get(f"/video/{token}?size=xl").status_code == 400
+    assert client.get("/video/..%2f..%2fetc%2fpasswd").status_code in (403, 404)
+
+
+def test_status_describes_the_index(client):
+    body = client.get("/status").get_json()
+    assert body["series"] == 2 and body["episodes"] == len(LIBRARY) and body["frames"] > 0
+    assert body["hours"] == pytest.approx(sum(e[3] for e in LIBRARY) / 3600, abs=0.002)
+    assert body["index_bytes"] > 0 and body["model"].startswith("mobilenet_v2_imagenet")
+    assert body["milvus"].startswith("Milvus Lite")
+
+
+def test_api_keys_quota_concurrency_and_rate_limit(indexed, tmp_path):
+    index, _ = indexed
+    index.settings.api.keys = {"k-alice": {"id": "alice", "priority": 2, "concurrency": 1, "quota": 1}}
+    index.settings.api.rate_limit_per_minute = 3
+    try:
+        client = create_app(index.settings, warm=False, index=index).test_client()
+        image, _ = _frame(index.settings.library_path, tmp_path)
+        alice = {"x-trace-key": "k-alice"}
+        me = client.get("/me", headers=alice).get_json()
+        assert me["id"] == "alice" and me["priority"] == 2 and me["concurrency"] == 1 and me["quota"] == 1
+        used = me["quotaUsed"]
+        if used == 0:
+            assert client.post("/search", data=image, content_type="image/jpeg", headers=alice).status_code == 200
+        response = client.post("/search", data=image, content_type="image/jpeg", headers=alice)
+        assert response.status_code == 402 and response.get_json()["error"] == "Search quota depleted"
+        response = client.get("/me", headers={"x-trace-key": "wrong"})
+        assert response.status_code == 403 and response.get_json()["error"] == "Invalid API key"
+        statuses = [client.get("/me", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
+    finally:
+        index.settings.api.keys, index.settings.api.rate_limit_per_minute = {}, 0
