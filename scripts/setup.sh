@@ -5,12 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 requirements="${1:-requirements.txt}"
 
-if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
-  echo "installing ffmpeg (apt)"
+# apt_install COMMAND PACKAGE: install a Debian package unless its command is already there
+apt_install() {
+  command -v "$1" >/dev/null && return 0
+  echo "installing $2 (apt)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
-fi
+  if [ -z "${APT_UPDATED:-}" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$2" >/dev/null
+}
+apt_install ffmpeg ffmpeg
+apt_install ffprobe ffmpeg
+# the tests drive the website in a real headless browser
+if [ "$requirements" = "requirements-dev.txt" ]; then apt_install chromium chromium; fi
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
