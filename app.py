@@ -1,14 +1,25 @@
-"""AnimeBack web server: `python app.py` (development) or `gunicorn app:flask_app` (production).
+"""AnimeBack web server: `python app.py` (development) or `gunicorn -w 4 -b 127.0.0.1:4000 app:flask_app`.
 
-The website and the trace.moe-compatible API are being built (issue "The AnimeBack website and HTTP API");
-until then this serves GET /status only.
+Each worker loads the model once (in the background, at start) and reaches the index through the store host
+(see README "Who owns the index"), so any number of workers and a running `python run.py process` share it.
 """
 
+import logging
+import sys
+
 from animeback.config import load_settings
+from animeback.errors import AnimeBackError
 from animeback.web import create_app
 
-settings = load_settings()
+try:
+    settings = load_settings()
+except AnimeBackError as exc:
+    print(f"error: {exc.message}", file=sys.stderr)
+    sys.exit(1)
+logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
 flask_app = create_app(settings)
 
 if __name__ == "__main__":
-    flask_app.run(host=settings.server.host, port=settings.server.port)
+    print(f"AnimeBack on http://{settings.server.host}:{settings.server.port}/ (development server; "
+          "use gunicorn in production)")
+    flask_app.run(host=settings.server.host, port=settings.server.port, threaded=True)

@@ -17,7 +17,7 @@ OPENAPI_FILE = "openapi.json"
 
 def _page(name: str):
     response = send_from_directory(STATIC_DIR, name, max_age=0)
-    response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' blob: data:; "
+    response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' blob: data: https: http:; "
                                                    "media-src 'self' blob:; style-src 'self'; script-src 'self'")
     return response
 

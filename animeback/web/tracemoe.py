@@ -62,8 +62,8 @@ def series_filter() -> str | None:
 def anilist_info(series_id: str, metadata: dict) -> dict:
     """The series' metadata in AniList's shape (title object, synonyms, isAdult), as trace.moe clients expect."""
     titles = dict(metadata.get("titles") or {})
-    if isinstance(metadata.get("title"), str) and not any(titles.get(k) for k in ("native", "romaji", "english")):
-        titles["romaji"] = metadata["title"]
+    if isinstance(metadata.get("title"), str) and not (titles.get("romaji") or titles.get("english")):
+        titles["romaji"] = metadata["title"]  # the library's display title, where clients look for a Latin one
     info = {k: v for k, v in metadata.items() if k not in ("title", "titles")}
     info.update(id=int(series_id) if series_id.isdigit() else series_id, title=titles,
                 synonyms=metadata.get("synonyms", []), isAdult=bool(metadata.get("isAdult", False)))

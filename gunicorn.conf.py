@@ -1,0 +1,13 @@
+"""gunicorn settings, read automatically when gunicorn starts in this folder: `gunicorn -w 4 app:flask_app`.
+
+Command-line options override these. The listening address defaults to server.host:server.port of the config.
+"""
+
+from animeback.config import load_settings
+
+_settings = load_settings()
+bind = [f"{_settings.server.host}:{_settings.server.port}"]
+# The first request of a worker may wait for its model to load (a few seconds); a search never takes long.
+timeout = 120
+# trace.moe clients put image URLs in the query string: allow request lines up to gunicorn's maximum.
+limit_request_line = 8190

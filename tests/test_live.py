@@ -1,0 +1,240 @@
+"""A live AnimeBack under gunicorn on loopback: a trace.moe client library, indexing while serving, the website
+in headless Chromium, and malformed requests that must never produce a 500 or stop the server."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LIBRARY, ROOT
+from tests.synthetic import episode_scenes, grab_frame, make_episode
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Live:
+    """A config, a library copy, and a gunicorn serving them."""
+
+    def __init__(self, tmp: Path, library_template: Path):
+        self.tmp = tmp
+        self.library = Path(shutil.copytree(library_template, tmp / "library"))
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = {"library_dir": str(self.library), "data_dir": str(tmp / "data"), "log_level": "WARNING",
+                  "server": {"fetch_allow_networks": ["127.0.0.2/32"]}, "stores": {"host_idle_s": 5}}
+        (tmp / "config.json").write_text(json.dumps(config))
+        self.env = {**os.environ, "ANIMEBACK_CONFIG": str(tmp / "config.json"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.server = None
+
+    def run(self, *args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), "-q", *args], env=self.env, cwd=self.tmp,
+                              capture_output=True, text=True, timeout=600)
+
+    def start(self, workers: int = 2) -> None:
+        self.log = open(self.tmp / "gunicorn.log", "wb")
+        self.server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-b",
+                                        f"127.0.0.1:{self.port}", "app:flask_app"],
+                                       cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert self.server.poll() is None, (self.tmp / "gunicorn.log").read_text()[-3000:]
+            try:
+                if _get(f"{self.base}/status", 5)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("gunicorn did not answer /status within 180 s")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(timeout=60)
+            self.log.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, library_template):
+    live = Live(tmp_path_factory.mktemp("live"), library_template)
+    out = live.run("process")
+    assert out.returncode == 0, out.stderr
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def image_host():
+    """An HTTP server on 127.0.0.2 (allowed by the live config) serving files put in its folder."""
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"animeback-image-host-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.2:{server.server_address[1]}"
+    server.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _shot(live: Live, entry: int, scene: int = 1) -> tuple[Path, float]:
+    series, name, seed, duration = LIBRARY[entry]
+    _, start, end = episode_scenes(seed, duration)[scene]
+    at = round(start + (end - start) * 0.6, 2)
+    return grab_frame(live.library / series / name, at, live.tmp / f"shot-{entry}-{scene}.png"), at
+
+
+def test_aiotracemoeapi_client_works_against_animeback(live, image_host):
+    from aiotracemoeapi import TraceMoe
+
+    shot, at = _shot(live, 2)
+    folder, base = image_host
+    shutil.copy(shot, folder / "shot.png")
+
+    async def calls():
+        async with TraceMoe(base_url=live.base, timeout=60) as client:
+            by_upload = await client.search(str(shot))
+            by_url = await client.search(f"{base}/shot.png")
+            me = await client.me()
+            return by_upload, by_url, me
+
+    by_upload, by_url, me = asyncio.run(calls())
+    for response in (by_upload, by_url):
+        best = response.best_result
+        assert best.anilist_id == 202 and best.filename == LIBRARY[2][1] and best.episode == 3
+        assert best.anime_from - 1.0 <= at <= best.anime_to + 1.0 and best.similarity > 0.9
+        status, data = _get(best.video_url(size="s", mute=True), 60)
+        assert status == 200 and data[4:8] == b"ftyp"  # an mp4
+    assert me.id == "127.0.0.1" and me.quota_used >= 2
+
+
+def test_indexing_while_serving_is_visible_without_restart(live):
+    """`process` runs beside gunicorn; the new episode is searchable as soon as process returns."""
+    new = make_episode(live.library / "303" / "New Show - 07.mp4", seed=7, duration=12.0)
+    _, start, end = episode_scenes(7, 12.0)[1]
+    at = round(start + (end - start) * 0.6, 2)
+    shot = grab_frame(new, at, live.tmp / "new-shot.png").read_bytes()
+    answers = []
+    indexer = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-q", "process"], env=live.env, cwd=live.tmp,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while indexer.poll() is None:  # searches keep being answered while the index is written
+        answers.append(_post(live, "/search", shot, "image/png")[0])
+    assert indexer.returncode == 0, indexer.stderr
+    finished = time.monotonic()
+    status, body = _post(live, "/search", shot, "image/png")
+    best = json.loads(body)["result"][0]
+    visible_after = time.monotonic() - finished
+    assert status == 200 and best["anilist"] == 303 and best["episode"] == 7 and abs(best["at"] - at) <= 1.5
+    assert answers and set(answers) == {200}
+    assert visible_after < 5.0
+
+
+def _post(live: Live, path: str, body: bytes, content_type: str, headers: dict | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=60)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": content_type, **(headers or {})})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_malformed_requests_never_yield_500(live):
+    shot, _ = _shot(live, 0)
+    png = shot.read_bytes()
+    boundary = "XyZ"
+    cases = [
+        ("/search", b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + png[:50],
+         f"multipart/form-data; boundary={boundary}"),  # truncated multipart
+        ("/search", b"garbage", "multipart/form-data"),  # no boundary
+        ("/search", png[: len(png) // 3], "image/png"),  # truncated image
+        ("/search", b"GIF89a" + b"\xff" * 20, "image/gif"),
+        ("/search", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01\x00\x00\x00\x01\x00\x00\x08\x02\x00\x00\x00", "image/png"),
+        ("/search", b'{"vector": [1, 2, 3]}', "application/json"),
+        ("/search", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
+        ("/search?anilistID=" + "9" * 5000, png, "image/png"),
+        ("/search?anilistID=%00%01", png, "image/png"),
+        ("/search?url=http://%5B::1%5D:1/", b"", "text/plain"),
+        ("/search?url=" + "a" * 5000, b"", "text/plain"),
+        ("/search?cutBorders=%ff%fe&anilistInfo=%00", png, "image/png"),
+        ("/match/search?limit=99999999999999999999", png, "image/png"),
+        ("/match/compare", b"", "multipart/form-data; boundary=x"),
+        ("/match/add", b"filepath=%ff%fe&metadata=%7B", "application/x-www-form-urlencoded"),
+        ("/video/%2e%2e%2f%2e%2e%2fetc%2fpasswd", b"", "text/plain"),
+    ]
+    for path, body, content_type in cases:
+        status, data = _post(live, path, body, content_type)
+        assert status != 500 and 400 <= status < 500 or status == 200, (path, status, data[:200])
+        assert json.loads(data)  # always JSON
+    for path in ("/video/abc.def", "/image/" + "A" * 3000 + ".x", "/search?url=gopher://x", "/nope", "/me?key=bad"):
+        status, data = _get(live.base + path)
+        assert 400 <= status < 500 and "error" in json.loads(data), (path, status)
+    # a declared huge upload is refused from its header, before the body is read
+    connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30)
+    connection.putrequest("POST", "/search")
+    connection.putheader("Content-Type", "image/png")
+    connection.putheader("Content-Length", str(10 * 1024 ** 3))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413 and "too large" in json.loads(response.read())["error"]
+    connection.close()
+    assert _get(f"{live.base}/status")[0] == 200  # still answering
+
+
+def test_website_in_headless_chromium(live):
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is installed by scripts/setup.sh requirements-dev.txt"
+    shot, at = _shot(live, 0)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        failed_requests = []
+        page.on("requestfailed", lambda r: failed_requests.append(r.url))
+        page.goto(live.base + "/")
+        assert page.is_checked("#cut-borders")
+        page.set_input_files("#file", str(shot))
+        page.wait_for_selector(".result", timeout=60_000)
+        first = page.locator(".result").first
+        assert "Show One" in first.locator(".title").inner_text()
+        where = first.locator(".where").inner_text()
+        assert "Episode 1" in where and f"{int(at) // 60:02d}:" in where
+        page.wait_for_function("""() => { const v = document.querySelector('.result video');
+            return v && v.readyState >= 2 && !v.paused && v.currentTime > 0; }""", timeout=60_000)
+        uploaded = page.evaluate("document.getElementById('query').naturalWidth")
+        assert 0 < uploaded <= 640  # shrunk in the browser before upload
+
+        page.set_input_files("#file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"})
+        page.wait_for_function("document.getElementById('message').textContent.includes('not an image')")
+
+        page.goto(live.base + "/library")
+        page.wait_for_selector("#status-episodes")
+        assert int(page.inner_text("#status-episodes")) >= len(LIBRARY)
+        browser.close()
+    assert not [u for u in failed_requests if not u.startswith(live.base)]  # nothing fetched from elsewhere
