@@ -45,3 +45,57 @@ class IndexMismatchError(AnimeBackError):
     """The index was built with another model than the one configured."""
 
     status = 409
+
+
+class PreviewTamperedError(AnimeBackError):
+    """A preview id that was not issued by this server."""
+
+    status = 403
+
+
+class PreviewExpiredError(AnimeBackError):
+    """A preview id past its expiry."""
+
+    status = 410
+
+
+class SearchQueueFullError(AnimeBackError):
+    """Too many searches waiting in this worker."""
+
+    status = 503
+
+
+class QuotaError(AnimeBackError):
+    """Daily quota used up, or too many searches at once (trace.moe's 402)."""
+
+    status = 402
+
+
+class InvalidKeyError(AnimeBackError):
+    """An API key that is not configured."""
+
+    status = 403
+
+
+class RateLimitError(AnimeBackError):
+    """Too many requests per minute from one address."""
+
+    status = 429
+
+
+class FetchError(AnimeBackError):
+    """A `?url=` image could not be fetched (bad or refused URL, network failure, HTTP error)."""
+
+    status = 400
+
+
+class NoImageError(AnimeBackError):
+    """A search request that carries no image at all (trace.moe answers 405)."""
+
+    status = 405
+
+
+class NotFoundError(AnimeBackError):
+    """What a request names is not there (a preview's episode, a still's filepath)."""
+
+    status = 404

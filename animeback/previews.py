@@ -20,29 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
-from .errors import AnimeBackError, MediaError
+from .errors import MediaError, PreviewExpiredError, PreviewTamperedError
 
 WIDTHS = {"l": 640, "m": 320, "s": 160}
 SCENE_THRESHOLD = 0.12  # ffmpeg scene score of a cut: cuts in the test set scored 0.14-0.71, motion within shots < 0.09
 _SHOWINFO_TIME = re.compile(r"pts_time:\s*([0-9.]+)")
-
-
-class PreviewTamperedError(AnimeBackError):
-    """A preview id that was not issued by this server."""
-
-    status = 403
-
-
-class PreviewExpiredError(AnimeBackError):
-    """A preview id past its expiry."""
-
-    status = 410
-
-
-class PreviewNotFoundError(AnimeBackError):
-    """The episode of a preview id is no longer indexed."""
-
-    status = 404
 
 
 @dataclass(frozen=True)

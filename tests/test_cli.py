@@ -133,3 +133,19 @@ def test_kill_9_during_process_then_resume(tmp_path, library_template, seed):
     assert state["milvus"] == state["frames"] == state["kept"]
     out = run_cli(["-q", "process"], tmp_path, env)
     assert "indexed 0 episode(s)" in out.stdout and f"skipped {len(LIBRARY)} unchanged" in out.stdout
+
+
+def test_a_second_writer_is_refused_while_searches_go_on(tmp_path, library_template):
+    import fcntl
+
+    env = {"ANIMEBACK_LIBRARY_DIR": str(library_template)}
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "writer.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a running `process` holds it
+        lock.write("process 12345")
+        lock.flush()
+        out = run_cli(["-q", "process"], tmp_path, env)
+        assert out.returncode == 1 and "being written by process 12345" in out.stderr
+        assert "Traceback" not in out.stderr
+        out = run_cli(["-q", "status"], tmp_path, env)
+        assert out.returncode == 0, out.stderr

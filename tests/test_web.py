@@ -160,3 +160,26 @@ def test_api_keys_quota_concurrency_and_rate_limit(indexed, tmp_path):
         assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
     finally:
         index.settings.api.keys, index.settings.api.rate_limit_per_minute = {}, 0
+
+
+def test_busy_queue_and_concurrency_limits_answer_503_and_402(indexed, tmp_path):
+    index, _ = indexed
+    index.settings.api.keys = {"k-bob": {"id": "bob", "concurrency": 1}}
+    index.settings.server.max_search_queue = 1
+    try:
+        app = create_app(index.settings, warm=False, index=index)
+        services = app.extensions["animeback"]
+        client = app.test_client()
+        image, _ = _frame(index.settings.library_path, tmp_path)
+        services._queue.acquire()  # a search of this worker in progress
+        response = client.post("/search", data=image, content_type="image/jpeg")
+        assert response.status_code == 503 and "queue is full" in response.get_json()["error"]
+        services._queue.release()
+        services.counters("add", "running/bob", 1, 600.0)  # bob's search running in another worker
+        response = client.post("/search", data=image, content_type="image/jpeg", headers={"x-trace-key": "k-bob"})
+        assert response.status_code == 402 and response.get_json()["error"] == "Concurrency limit exceeded"
+        services.counters("add", "running/bob", -1, 600.0)
+        response = client.post("/search", data=image, content_type="image/jpeg", headers={"x-trace-key": "k-bob"})
+        assert response.status_code == 200
+    finally:
+        index.settings.api.keys, index.settings.server.max_search_queue = {}, 8

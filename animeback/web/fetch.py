@@ -15,16 +15,10 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
-from ..errors import AnimeBackError, ImageTooLargeError
+from ..errors import FetchError, ImageTooLargeError
 
 MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
-
-
-class FetchError(AnimeBackError):
-    """A `?url=` image could not be fetched (bad or refused URL, network failure, HTTP error)."""
-
-    status = 400
 
 
 def address_allowed(address: str, extra_networks: list[str]) -> bool:

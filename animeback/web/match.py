@@ -11,7 +11,7 @@ import json
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import AnimeBackError, BadImageError
+from ..errors import AnimeBackError, BadImageError, NotFoundError
 from ..search import decode_query
 from .fetch import fetch_image
 from .services import services
@@ -19,12 +19,6 @@ from .services import services
 bp = Blueprint("match", __name__, url_prefix="/match")
 
 _FALSE = ("false", "0", "no", "off")
-
-
-class NotFoundError(AnimeBackError):
-    """No still at the given filepath."""
-
-    status = 404
 
 
 def _envelope(method: str, result: list, status: int = 200, error: str | None = None):

@@ -11,36 +11,12 @@ from dataclasses import dataclass
 from flask import current_app
 
 from ..config import Settings
-from ..errors import AnimeBackError
+from ..errors import InvalidKeyError, QuotaError, RateLimitError, SearchQueueFullError
 from ..previews import PreviewSigner
 
 log = logging.getLogger(__name__)
 
 UNLIMITED = 2**31 - 1  # what /me reports for a limit that is off
-
-
-class SearchQueueFullError(AnimeBackError):
-    """Too many searches waiting in this worker."""
-
-    status = 503
-
-
-class QuotaError(AnimeBackError):
-    """Daily quota used up, or too many searches at once (trace.moe's 402)."""
-
-    status = 402
-
-
-class InvalidKeyError(AnimeBackError):
-    """An API key that is not configured."""
-
-    status = 403
-
-
-class RateLimitError(AnimeBackError):
-    """Too many requests per minute from one address."""
-
-    status = 429
 
 
 @dataclass(frozen=True)

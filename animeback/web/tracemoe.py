@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import AnimeBackError, BadImageError
-from ..previews import (WIDTHS, PreviewNotFoundError, find_shot, preview_source, render_clip, render_still)
+from ..errors import BadImageError, NoImageError, NotFoundError
+from ..previews import WIDTHS, find_shot, preview_source, render_clip, render_still
 from ..search import trace_moe_response, trace_moe_result
 from .fetch import fetch_image
 from .services import UNLIMITED, Caller, services
@@ -14,12 +14,6 @@ bp = Blueprint("tracemoe", __name__)
 
 RAW_BODY_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded")
 MAX_SERIES_ID = 256
-
-
-class NoImageError(AnimeBackError):
-    """A search request that carries no image at all (trace.moe answers 405)."""
-
-    status = 405
 
 
 def caller() -> Caller:
@@ -108,7 +102,7 @@ def _preview_request(token: str):
         raise BadImageError("size must be l, m or s")
     record = svc.index.catalogue.get_episode(ref.episode_id)
     if record is None or record.status != "indexed":
-        raise PreviewNotFoundError("this episode is no longer in the index")
+        raise NotFoundError("this episode is no longer in the index")
     return svc, ref, record, WIDTHS[size]
 
 
