@@ -91,6 +91,18 @@ def cmd_train_pca(args, settings) -> int:
     return 0
 
 
+def cmd_download_bilibili(args, settings) -> int:
+    from .download import download_queue
+
+    if args.season:
+        settings.bilibili.queue = list(args.season)
+    report = download_queue(settings, progress=not args.quiet, process=True if args.process else None)
+    print(report.summary())
+    for error in report.errors:
+        print(f"failed: {error}", file=sys.stderr)
+    return EXIT_ERROR if report.failed else 0
+
+
 def cmd_status(args, settings) -> int:
     with _open_index(settings) as index:
         stats = index.refresh_stats()
@@ -136,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=20000, help="frames to fit on (default 20000)")
     p.add_argument("--no-reindex", action="store_true", help="only write the PCA file")
     p.set_defaults(func=cmd_train_pca)
+
+    p = sub.add_parser("download-bilibili", help="fetch the seasons queued in bilibili.queue into the library",
+                       description="Download the bilibili seasons queued in config.json (bilibili.queue) with their "
+                                   "metadata into the library; resumable, skips what is already there.")
+    p.add_argument("--season", action="append", metavar="REF",
+                   help="download this season instead of the queue (ss12345, md12345 or a URL); repeatable")
+    p.add_argument("--process", action="store_true", help="index each episode as soon as it lands")
+    p.set_defaults(func=cmd_download_bilibili)
 
     p = sub.add_parser("status", help="what is indexed, and which files failed")
     p.set_defaults(func=cmd_status)

@@ -90,6 +90,16 @@ class ApiSettings:
 
 
 @dataclass
+class BilibiliSettings:
+    queue: list = field(default_factory=list)
+    quality: int = 80
+    sessdata: str = ""
+    parallel: int = 2
+    retries: int = 4
+    process_after: bool = False
+
+
+@dataclass
 class StoreSettings:
     host_idle_s: float = 30.0
 
@@ -114,6 +124,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     stores: StoreSettings = field(default_factory=StoreSettings)
     match: MatchSettings = field(default_factory=MatchSettings)
+    bilibili: BilibiliSettings = field(default_factory=BilibiliSettings)
     # Directory that relative paths are resolved against: the config file's folder.
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -177,6 +188,9 @@ _LIMITS: dict[str, Any] = {
     "api.rate_limit_per_minute": (0, 1_000_000),
     "stores.host_idle_s": (0.5, 86400.0),
     "match.max_results": (1, 1000),
+    "bilibili.quality": (16, 127),
+    "bilibili.parallel": (1, 16),
+    "bilibili.retries": (0, 20),
 }
 
 

@@ -99,3 +99,13 @@ class NotFoundError(AnimeBackError):
     """What a request names is not there (a preview's episode, a still's filepath)."""
 
     status = 404
+
+
+class SourceError(AnimeBackError):
+    """A season or episode cannot be fetched (not found, region-locked, member-only, rate-limited...)."""
+
+    status = 502
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable

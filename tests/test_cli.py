@@ -56,7 +56,7 @@ print(json.dumps({{"statuses": sorted(r.status for r in records), "milvus": vec.
 
 
 def test_every_command_has_help(tmp_path):
-    for command in ([], ["init"], ["process"], ["search"], ["train-pca"], ["status"]):
+    for command in ([], ["init"], ["process"], ["search"], ["train-pca"], ["status"], ["download-bilibili"]):
         out = run_cli([*command, "--help"], tmp_path)
         assert out.returncode == 0 and "usage:" in out.stdout
 
