@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. media.sample_fps=3 (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--failures", action="store_true", help="list the clean queries answered wrongly")
+    parser.add_argument("--failures", action="store_true", help="list the queries answered wrongly")
     parser.add_argument("--train-pca", action="store_true",
                         help="fit PCA on each index's own library (`run.py train-pca`) instead of the shipped default")
     args = parser.parse_args()
@@ -83,10 +83,10 @@ def main() -> None:
                 ok = best is not None and best.filename == clip.name and (
                     abs(best.at - t) <= 1.0 or best.start - 1e-3 <= t <= best.end + 1e-3)
                 correct += ok
-                if not ok and args.failures and name == "clean":
+                if not ok and args.failures:
                     got = f"{best.filename} {best.start:.2f}<{best.at:.2f}<{best.end:.2f} sim {best.similarity:.3f}" \
                         if best else "nothing"
-                    print(f"miss: {clip.name} t={t:.2f} -> {got}")
+                    print(f"miss ({name}): {clip.name} t={t:.2f} -> {got}")
                 if ok:
                     sims.append(best.similarity)
                     widths.append(best.end - best.start)
