@@ -45,6 +45,7 @@ class FakeBilibili:
         self.api_codes: dict[str, list[tuple[int, str]]] = {}  # "season:<id>" / "play:<ep>" -> codes to answer, in turn
         self.member_only: set[int] = set()  # episode ids that need a SESSDATA cookie
         self.faults: dict[str, list[str]] = {}  # media name -> actions for successive requests: "drop:N", "status:N"
+        self.media_base = ""  # where play URLs point (default: this server); a closed port plays "network down"
         self.requests: list[str] = []
         self.cookies_seen: list[str] = []
         self.server = None
@@ -69,7 +70,7 @@ class FakeBilibili:
 
     def _playurl(self, episode_id: int) -> dict:
         spec = self.playurls[episode_id]
-        base = f"http://127.0.0.1:{self.port}/upgcxcode"
+        base = (self.media_base or f"http://127.0.0.1:{self.port}") + "/upgcxcode"
         videos = [{"id": q, "baseUrl": f"{base}/{spec['video']}?q={q}", "base_url": f"{base}/{spec['video']}?q={q}",
                    "backupUrl": [f"{base}/backup/{spec['video']}?q={q}"],
                    "backup_url": [f"{base}/backup/{spec['video']}?q={q}"], "bandwidth": 1000 * q,

@@ -148,6 +148,18 @@ def test_errors_are_reported_and_the_queue_goes_on(tmp_path, fake, capsys):
     assert "downloaded 1 episode(s)" in out.out and "failed 4" in out.out
 
 
+def test_network_down_is_retried_then_reported(tmp_path, fake):
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        fake.media_base = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    settings = _settings(tmp_path, queue=[{"season": "ss4001", "episodes": [1]}], retries=1)
+    report = download_queue(settings, progress=False)
+    assert report.failed == 1 and "episode 1 of Fake Show: network error" in report.errors[0]
+    assert not (settings.library_path / "4001" / "Fake Show - 01.mp4").exists()
+
+
 def test_sessdata_unlocks_member_episodes_and_never_leaks(tmp_path, fake, caplog):
     fake.member_only.add(13)
     settings = _settings(tmp_path, queue=[{"season": "ss4001", "episodes": [3]}], sessdata="expired")

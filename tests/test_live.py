@@ -238,3 +238,35 @@ def test_website_in_headless_chromium(live):
         assert int(page.inner_text("#status-episodes")) >= len(LIBRARY)
         browser.close()
     assert not [u for u in failed_requests if not u.startswith(live.base)]  # nothing fetched from elsewhere
+
+
+def _multipart(fields: dict) -> tuple[bytes, str]:
+    """A multipart/form-data body; values are str, or (filename, bytes) for files."""
+    boundary = "AnimeBackTestBoundary"
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            head = f'Content-Disposition: form-data; name="{name}"; filename="{value[0]}"\r\nContent-Type: image/png'
+            parts.append(f"--{boundary}\r\n{head}\r\n\r\n".encode() + value[1] + b"\r\n")
+        else:
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_match_api_previews_and_openapi_over_http(live):
+    shot, _ = _shot(live, 1)
+    body, content_type = _multipart({"filepath": "live/visual.png", "metadata": '{"from": "live"}',
+                                     "image": ("visual.png", shot.read_bytes())})
+    status, data = _post(live, "/match/add", body, content_type)
+    assert status == 200 and json.loads(data)["status"] == "ok"
+    body, content_type = _multipart({"image": ("q.png", shot.read_bytes()), "limit": "1"})
+    status, data = _post(live, "/match/search", body, content_type)
+    result = json.loads(data)["result"]
+    assert status == 200 and result[0]["filepath"] == "live/visual.png" and result[0]["score"] > 99
+    status, data = _post(live, "/search?anilistID=101", shot.read_bytes(), "image/png")
+    image_url = json.loads(data)["result"][0]["image"]
+    request = urllib.request.Request(image_url, headers={"Accept": "image/webp"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.headers["Content-Type"] == "image/webp" and response.read(4) == b"RIFF"
+    status, data = _get(f"{live.base}/openapi.json")
+    assert status == 200 and json.loads(data)["openapi"].startswith("3.1")
