@@ -95,6 +95,78 @@ def _resize_width(rgb: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(rgb, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
 
 
+def _pillarbox(rgb: np.ndarray) -> np.ndarray:
+    """Black bars left and right: the frame inside a 21:9 canvas."""
+    h, w = rgb.shape[:2]
+    pad = max(0, int(round(h * 21 / 9)) - w)
+    return np.pad(rgb, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
+
+
+def _tint(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A colour cast and a gamma change, as filters and badly calibrated captures give."""
+    gains = rng.uniform(0.8, 1.2, 3)
+    gamma = rng.uniform(0.7, 1.4)
+    out = 255.0 * (np.clip(rgb / 255.0 * gains, 0, 1) ** gamma)
+    return out.astype(np.uint8)
+
+
+def _crop_area(rgb: np.ndarray, area: float, rng: np.random.Generator) -> np.ndarray:
+    """A random crop keeping `area` of the frame (same aspect ratio)."""
+    return _crop(rgb, float(np.sqrt(area)), rng)
+
+
+def _half(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One half of the frame: left, right, top or bottom."""
+    h, w = rgb.shape[:2]
+    side = int(rng.integers(4))
+    return [rgb[:, : w // 2], rgb[:, w // 2:], rgb[: h // 2], rgb[h // 2:]][side]
+
+
+def _player_window(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A desktop screenshot: the frame in a player window (title bar, control bar) on a desktop."""
+    canvas_w, canvas_h = 1280, 800
+    desktop = np.full((canvas_h, canvas_w, 3), rng.integers(30, 90, 3), dtype=np.uint8)
+    title_h, controls_h = 30, 44
+    video_w = int(canvas_w * rng.uniform(0.5, 0.75))
+    video_h = int(round(video_w * rgb.shape[0] / rgb.shape[1]))
+    if video_h > canvas_h - title_h - controls_h - 40:  # a tall picture: fit the height instead
+        video_h = canvas_h - title_h - controls_h - 40
+        video_w = int(round(video_h * rgb.shape[1] / rgb.shape[0]))
+    x = int(rng.integers(10, canvas_w - video_w - 10))
+    y = int(rng.integers(10, canvas_h - video_h - title_h - controls_h - 10))
+    window = desktop[y:y + title_h + video_h + controls_h, x:x + video_w]
+    window[:title_h] = (225, 225, 228)
+    cv2.putText(window, "episode 05 - Player", (10, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (40, 40, 40), 1, cv2.LINE_AA)
+    window[title_h:title_h + video_h] = cv2.resize(rgb, (video_w, video_h), interpolation=cv2.INTER_AREA)
+    controls = window[title_h + video_h:]
+    controls[:] = (24, 24, 24)
+    progress = int(video_w * rng.uniform(0.1, 0.9))
+    controls[8:12, 10:video_w - 10] = (90, 90, 90)
+    controls[8:12, 10:progress] = (230, 60, 60)
+    cv2.circle(controls, (24, 28), 8, (235, 235, 235), -1)
+    return desktop
+
+
+def _photo_of_screen(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A phone photo of a screen: perspective, a dark surround, blur, uneven light, noise, JPEG."""
+    h, w = rgb.shape[:2]
+    out_w, out_h = 1024, int(1024 * h / w) + 160
+    frame = cv2.resize(rgb, (860, int(860 * h / w)), interpolation=cv2.INTER_AREA)
+    fh, fw = frame.shape[:2]
+    ox, oy = (out_w - fw) // 2, (out_h - fh) // 2
+    src = np.float32([[0, 0], [fw, 0], [fw, fh], [0, fh]])
+    jitter = rng.uniform(-0.05, 0.05, (4, 2)) * [fw, fh]
+    dst = np.float32(src + [ox, oy] + jitter)
+    warped = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(src, dst), (out_w, out_h),
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(18, 18, 22))
+    warped = cv2.GaussianBlur(warped, (0, 0), 1.2)
+    yy, xx = np.mgrid[0:out_h, 0:out_w]
+    cx, cy = rng.uniform(0.3, 0.7) * out_w, rng.uniform(0.3, 0.7) * out_h
+    light = 1.15 - 0.45 * np.hypot((xx - cx) / out_w, (yy - cy) / out_h)
+    noisy = warped * light[..., None] + rng.normal(0, 5, warped.shape)
+    return _jpeg(np.clip(noisy, 0, 255).astype(np.uint8), 70)
+
+
 DISTORTIONS = {
     "clean": lambda rgb, rng: rgb,
     "jpeg_q30": lambda rgb, rng: _jpeg(rgb, 30),
@@ -108,3 +180,15 @@ DISTORTIONS = {
 
 def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else float("nan")
+
+
+# Issue "robust search": what people really post, on top of the core distortions.
+ROBUST_DISTORTIONS = {
+    **DISTORTIONS,
+    "pillarboxed": lambda rgb, rng: _pillarbox(rgb),
+    "tinted": _tint,
+    "crop_60pct_area": lambda rgb, rng: _crop_area(rgb, 0.6, rng),
+    "half_frame": _half,
+    "player_window": _player_window,
+    "photo_of_screen": _photo_of_screen,
+}
