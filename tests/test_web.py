@@ -86,6 +86,8 @@ def test_me_reports_caller_and_usage(client, indexed, tmp_path):
     image, _ = _frame(indexed[0].settings.library_path, tmp_path)
     client.post("/search", data=image, content_type="image/jpeg")
     assert client.get("/me").get_json()["quotaUsed"] == before["quotaUsed"] + 1
+    client.post("/search", data=b"not an image", content_type="image/jpeg")  # a bad image costs no quota
+    assert client.get("/me").get_json()["quotaUsed"] == before["quotaUsed"] + 1
 
 
 def _ffprobe_duration(data: bytes, tmp_path) -> tuple[float, str]:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..errors import BadImageError, NoImageError, NotFoundError
 from ..previews import WIDTHS, find_shot, preview_source, render_clip, render_still
-from ..search import trace_moe_response, trace_moe_result
+from ..search import decode_query, trace_moe_response, trace_moe_result
 from .fetch import fetch_image
 from .services import UNLIMITED, Caller, services
 
@@ -68,10 +68,10 @@ def anilist_info(series_id: str, metadata: dict) -> dict:
 def search():
     svc = services()
     who = caller()
-    data = query_image()
+    rgb = decode_query(svc.settings, query_image())  # a bad image costs no quota
     series = series_filter()
     with svc.search_slot(who):
-        outcome = svc.searcher.search_bytes(data, cut_borders="cutBorders" in request.args, series=series)
+        outcome = svc.searcher.search(rgb, cut_borders="cutBorders" in request.args, series=series)
     base = svc.settings.server.public_url.rstrip("/") or request.host_url.rstrip("/")
     catalogue = svc.index.catalogue
     with_info = "anilistInfo" in request.args
