@@ -133,7 +133,17 @@ class Downloader:
 
     def run(self, queue: list[QueueEntry], report: DownloadReport | None = None) -> DownloadReport:
         """Fetch every queued season; failures are reported and the queue goes on."""
+        from .stores.host import RemoteCatalogue, connect
+
         report = report or DownloadReport()
+        host = connect(self.settings)
+        try:
+            self._run(queue, report, RemoteCatalogue(host))
+        finally:
+            host.close()
+        return report
+
+    def _run(self, queue: list[QueueEntry], report: DownloadReport, catalogue) -> None:
         for entry in queue:
             try:
                 season = self._retry(lambda: self.source.season(entry.reference), f"season {entry.reference}")
@@ -145,7 +155,7 @@ class Downloader:
             folder.mkdir(parents=True, exist_ok=True)
             write_atomically(folder / "series.json",
                              json.dumps(season.metadata(), ensure_ascii=False, indent=2).encode())
-            self._store_metadata(season)
+            catalogue.put_series(season.series_id, season.metadata())
             wanted = [e for e in season.episodes if entry.wants(e)]
             log.info("%s (%s): %d episode(s) selected of %d", season.title, season.series_id, len(wanted),
                      len(season.episodes))
@@ -162,21 +172,11 @@ class Downloader:
                     else:
                         report.downloaded += 1
                         report.bytes += outcome
-        return report
 
     def _fail(self, report: DownloadReport, message: str) -> None:
         log.error("%s", message)
         report.failed += 1
         report.errors.append(message)
-
-    def _store_metadata(self, season: SeasonInfo) -> None:
-        from .stores.host import RemoteCatalogue, connect
-
-        host = connect(self.settings)
-        try:
-            RemoteCatalogue(host).put_series(season.series_id, season.metadata())
-        finally:
-            host.close()
 
     def _episode_safely(self, season: SeasonInfo, episode: EpisodeInfo) -> int | str:
         """Bytes downloaded, or the error message."""
@@ -186,11 +186,11 @@ class Downloader:
             return exc.message
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                return f"episode {episode.number} of {season.title}: disk full while writing {exc.filename or ''}"
-            return f"episode {episode.number} of {season.title}: {exc.strerror or exc}"
+                return f"{_what(season, episode)}: disk full while writing {exc.filename or ''}"
+            return f"{_what(season, episode)}: {exc.strerror or exc}"
 
     def _episode(self, season: SeasonInfo, episode: EpisodeInfo) -> int:
-        what = f"episode {episode.number} of {season.title}"
+        what = _what(season, episode)
         streams: EpisodeStreams = self._retry(
             lambda: self.source.streams(season, episode, self.settings.bilibili.quality), what)
         if streams.note:
@@ -304,6 +304,11 @@ class Downloader:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
+
+
+def _what(season: SeasonInfo, episode: EpisodeInfo) -> str:
+    """How messages name an episode."""
+    return f"episode {episode.number} of {season.title}"
 
 
 def _total_from(headers, offset: int | None) -> int | None:

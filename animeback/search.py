@@ -128,12 +128,26 @@ class Searcher:
         return SearchOutcome(self.index.catalogue.get_meta("vector_count", 0), matches, box, variants)
 
 
+def series_key(series_id: str) -> int | str:
+    """A series id as trace.moe's `anilist` field: an int when numeric."""
+    return int(series_id) if series_id.isdigit() else series_id
+
+
+def anilist_info(series_id: str, metadata: dict) -> dict:
+    """The series' metadata in AniList's shape (title object, synonyms, isAdult), as trace.moe clients expect."""
+    titles = dict(metadata.get("titles") or {})
+    if isinstance(metadata.get("title"), str) and not (titles.get("romaji") or titles.get("english")):
+        titles["romaji"] = metadata["title"]  # the library's display title, where clients look for a Latin one
+    info = {k: v for k, v in metadata.items() if k not in ("title", "titles")}
+    info.update(id=series_key(series_id), title=titles, synonyms=metadata.get("synonyms", []),
+                isAdult=bool(metadata.get("isAdult", False)))
+    return info
+
+
 def trace_moe_result(match: SceneMatch, series_info: dict | None = None, video: str | None = None,
                      image: str | None = None) -> dict:
-    """A match in trace.moe's result shape (`anilist` is the series id, or its metadata object)."""
-    anilist: object = int(match.series_id) if match.series_id.isdigit() else match.series_id
-    if series_info is not None:
-        anilist = {"id": anilist, **series_info}
+    """A match in trace.moe's result shape; with series_info, `anilist` is that metadata in AniList's shape."""
+    anilist = series_key(match.series_id) if series_info is None else anilist_info(match.series_id, series_info)
     episode = match.episode
     bounds = episode if isinstance(episode, list) else [episode, episode]
     return {

@@ -87,8 +87,6 @@ class BilibiliSource:
         kind, number = parse_reference(reference)
         try:
             raw = asyncio.run(self._season_raw(kind, number))
-        except SourceError:
-            raise
         except Exception as exc:
             raise _explain(exc, f"season {reference}") from None
         return self._season_info(raw)
@@ -123,11 +121,12 @@ class BilibiliSource:
                           str(raw.get("evaluate") or ""), episodes, extra)
 
     def streams(self, season: SeasonInfo, episode: EpisodeInfo, quality: int) -> EpisodeStreams:
+        what = f"episode {episode.number} of {season.title}"
         try:
             play = asyncio.run(self._playurl(episode.id))
         except Exception as exc:
-            raise _explain(exc, f"episode {episode.number} of {season.title}") from None
-        return self._choose(play, quality, f"episode {episode.number} of {season.title}")
+            raise _explain(exc, what) from None
+        return self._choose(play, quality, what)
 
     async def _playurl(self, episode_id: int) -> dict:
         from bilibili_api.bangumi import Episode
@@ -140,7 +139,7 @@ class BilibiliSource:
         dash = info.get("dash")
         if not dash or not dash.get("video"):
             raise SourceError(f"{what}: bilibili offered no DASH streams (member-only or region-locked?)")
-        videos = [v for v in dash["video"] if int(v["id"]) <= quality] or []
+        videos = [v for v in dash["video"] if int(v["id"]) <= quality]
         if not videos:
             raise SourceError(f"{what}: no stream at or below quality {quality}")
         best_id = max(int(v["id"]) for v in videos)

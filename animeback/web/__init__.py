@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
 from ..errors import AnimeBackError
-from .services import Services
+from .services import Services, http_error_message
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        message = "Your image is too large" if exc.code == 413 else exc.description or exc.name
-        return jsonify(error=message), exc.code
+        return jsonify(error=http_error_message(exc)), exc.code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -76,6 +76,12 @@ def fetch_image(url: str, max_bytes: int, timeout_s: float, extra_networks: list
     raise FetchError(f"Failed to fetch image: more than {MAX_REDIRECTS} redirects")
 
 
+def fetch_query_image(settings, url: str) -> bytes:
+    """fetch_image with the configured limits (search.max_image_bytes, server.fetch_*)."""
+    return fetch_image(url, settings.search.max_image_bytes, settings.server.fetch_timeout_s,
+                       settings.server.fetch_allow_networks)
+
+
 def _request(url: str, scheme: str, host: str, port: int, address: str, deadline: float):
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -13,8 +13,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import AnimeBackError, BadImageError, NotFoundError
 from ..search import decode_query
-from .fetch import fetch_image
-from .services import services
+from .fetch import fetch_query_image
+from .services import http_error_message, services
 
 bp = Blueprint("match", __name__, url_prefix="/match")
 
@@ -40,8 +40,7 @@ def _domain_error(exc: AnimeBackError):
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
-    message = "Your image is too large" if exc.code == 413 else exc.description or exc.name
-    return _envelope(_method(), [], exc.code or 500, message)
+    return _envelope(_method(), [], exc.code or 500, http_error_message(exc))
 
 
 def _param(name: str) -> str | None:
@@ -57,9 +56,7 @@ def _image(suffix: str = ""):
     if upload is not None:
         data = upload.read()
     elif url:
-        settings = svc.settings
-        data = fetch_image(url, settings.search.max_image_bytes, settings.server.fetch_timeout_s,
-                           settings.server.fetch_allow_networks)
+        data = fetch_query_image(svc.settings, url)
     else:
         raise BadImageError(f"missing image{suffix}: upload a file as image{suffix} or give url{suffix}")
     return decode_query(svc.settings, data)

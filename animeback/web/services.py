@@ -27,7 +27,6 @@ class Caller:
     priority: int
     concurrency: int  # 0: unlimited
     quota: int  # per day; 0: unlimited
-    anonymous: bool
 
 
 class Services:
@@ -110,18 +109,17 @@ class Services:
             if spec is None:
                 raise InvalidKeyError("Invalid API key")
             return Caller(spec.get("id", key[:8]), spec.get("priority", 1), spec.get("concurrency", 0),
-                          spec.get("quota", 0), False)
+                          spec.get("quota", 0))
         if api.rate_limit_per_minute:
             admitted, _ = self.counters("add", f"rate/{address}", 1, 60.0, api.rate_limit_per_minute)
             if not admitted:
                 raise RateLimitError("Too many requests, please slow down")
-        return Caller(address, 0, api.anonymous_concurrency, api.anonymous_quota, True)
+        return Caller(address, 0, api.anonymous_concurrency, api.anonymous_quota)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._index is not None:
-                self._index.close()
-                self._index = None
+
+def http_error_message(exc) -> str:
+    """The message of an HTTP error (werkzeug's), in the API's words."""
+    return "Your image is too large" if exc.code == 413 else exc.description or exc.name
 
 
 def services() -> Services:

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..errors import BadImageError, NoImageError, NotFoundError
 from ..previews import WIDTHS, find_shot, preview_source, render_clip, render_still
 from ..search import decode_query, trace_moe_response, trace_moe_result
-from .fetch import fetch_image
+from .fetch import fetch_query_image
 from .services import UNLIMITED, Caller, services
 
 bp = Blueprint("tracemoe", __name__)
@@ -25,8 +25,7 @@ def query_image() -> bytes:
     """The image of a search request: ?url=, a multipart file under any field name, or the raw body."""
     settings = services().settings
     if "url" in request.args:
-        return fetch_image(request.args["url"], settings.search.max_image_bytes, settings.server.fetch_timeout_s,
-                           settings.server.fetch_allow_networks)
+        return fetch_query_image(settings, request.args["url"])
     mimetype = request.mimetype or ""
     if mimetype == "multipart/form-data":
         upload = next(iter(request.files.values()), None)
@@ -53,17 +52,6 @@ def series_filter() -> str | None:
     return value
 
 
-def anilist_info(series_id: str, metadata: dict) -> dict:
-    """The series' metadata in AniList's shape (title object, synonyms, isAdult), as trace.moe clients expect."""
-    titles = dict(metadata.get("titles") or {})
-    if isinstance(metadata.get("title"), str) and not (titles.get("romaji") or titles.get("english")):
-        titles["romaji"] = metadata["title"]  # the library's display title, where clients look for a Latin one
-    info = {k: v for k, v in metadata.items() if k not in ("title", "titles")}
-    info.update(id=int(series_id) if series_id.isdigit() else series_id, title=titles,
-                synonyms=metadata.get("synonyms", []), isAdult=bool(metadata.get("isAdult", False)))
-    return info
-
-
 @bp.route("/search", methods=["GET", "POST"])
 def search():
     svc = services()
@@ -78,11 +66,8 @@ def search():
     results = []
     for match in outcome.matches:
         token = svc.signer.issue(match.episode_id, match.at)
-        info = anilist_info(match.series_id, catalogue.get_series(match.series_id) or {}) if with_info else None
-        result = trace_moe_result(match, None, f"{base}/video/{token}", f"{base}/image/{token}")
-        if info is not None:
-            result["anilist"] = info
-        results.append(result)
+        info = (catalogue.get_series(match.series_id) or {}) if with_info else None
+        results.append(trace_moe_result(match, info, f"{base}/video/{token}", f"{base}/image/{token}"))
     return jsonify(trace_moe_response(outcome, results))
 
 
