@@ -91,6 +91,18 @@ def cmd_train_pca(args, settings) -> int:
     return 0
 
 
+def cmd_train(args, settings) -> int:
+    from .train import TrainOptions, train_model
+
+    for name in ("rounds", "views", "fps"):
+        if getattr(args, name) <= 0:
+            raise AnimeBackError(f"--{name} must be positive (got {getattr(args, name)})")
+    options = TrainOptions(rounds=args.rounds, views=args.views, fps=args.fps, seed=args.seed)
+    out = settings.path(str(args.out)) if args.out else None
+    print(train_model(settings, [settings.path(str(v)) for v in args.videos], out, options, progress=not args.quiet))
+    return 0
+
+
 def cmd_download_bilibili(args, settings) -> int:
     from .download import download_queue
 
@@ -117,6 +129,8 @@ def cmd_status(args, settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainOptions
+
     parser = argparse.ArgumentParser(
         prog="run.py", description="AnimeBack: find the anime, episode and moment of a screenshot.",
         epilog="Run without a command to write a default config.json.")
@@ -148,6 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=20000, help="frames to fit on (default 20000)")
     p.add_argument("--no-reindex", action="store_true", help="only write the PCA file")
     p.set_defaults(func=cmd_train_pca)
+
+    defaults = TrainOptions()
+    p = sub.add_parser("train", help="fine-tune the embedding on the library's frames (a new models/animeback-v<N>)",
+                       description="Fine-tune the embedding self-supervised on frames of the library (and --videos): "
+                                   "each frame must be found again under crops, flips, text, resizes, JPEG, tints, "
+                                   "borders, player chrome and photo-like warps, and told apart from its neighbours. "
+                                   "Writes the next models/animeback-v<N>; an interrupted run resumes where it "
+                                   "stopped. Uses a GPU when TensorFlow sees one.")
+    p.add_argument("--videos", action="append", default=[], metavar="DIR",
+                   help="also train on the videos in this folder (recursively); repeatable")
+    p.add_argument("--out", metavar="DIR", help="model folder (default: the unfinished models/animeback-v<N> to "
+                                                "resume, else the next version)")
+    p.add_argument("--rounds", type=int, default=defaults.rounds,
+                   help=f"rounds of fresh distorted views (default {defaults.rounds})")
+    p.add_argument("--views", type=int, default=defaults.views,
+                   help=f"distorted views per frame and round (default {defaults.views})")
+    p.add_argument("--fps", type=float, default=defaults.fps,
+                   help=f"frames sampled per second of video (default {defaults.fps})")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the distortions (default 0)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("download-bilibili", help="fetch the seasons queued in bilibili.queue into the library",
                        description="Download the bilibili seasons queued in config.json (bilibili.queue) with their "

@@ -41,6 +41,7 @@ class DedupeSettings:
 
 @dataclass
 class FeatureSettings:
+    model: str = ""
     weights: str = "models/mobilenet_v2_imagenet.weights.h5"
     pca: str = ""
     batch_size: int = 32

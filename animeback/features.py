@@ -1,4 +1,4 @@
-"""Image embeddings: MobileNetV2 (ImageNet, Keras) pooled features -> L2 -> PCA -> L2."""
+"""Image embeddings: a trained model (models/animeback-v<N>), or MobileNetV2 ImageNet features -> L2 -> PCA -> L2."""
 
 from __future__ import annotations
 
@@ -92,9 +92,13 @@ class PcaModel:
 
 
 class Embedder:
-    """Turns batches of 224x224 RGB uint8 images into unit-length vectors; loads the CNN once."""
+    """Turns batches of 224x224 RGB uint8 images into unit-length vectors; loads the CNN once.
 
-    def __init__(self, weights: Path, pca: PcaModel | None, batch_size: int = 32, threads: int = 0):
+    With `trained` (a folder made by `python run.py train`), vectors come from that model and `pca` is unused;
+    without, from the ImageNet CNN's pooled features through `pca`."""
+
+    def __init__(self, weights: Path, pca: PcaModel | None, batch_size: int = 32, threads: int = 0,
+                 trained: Path | None = None):
         if not weights.exists():
             raise ConfigError(f"CNN weights not found: {weights} (see models/README.md)")
         tf = import_tensorflow()
@@ -108,37 +112,52 @@ class Embedder:
 
         from .mobilenet import build_mobilenet_v2
 
-        model = build_mobilenet_v2(keras, with_classifier=True)
-        model.load_weights(weights)
-        self.model = keras.Model(model.input, model.get_layer("pool").output)
+        self.card, trained_name = None, ""
+        if trained is not None:
+            from .finetune import load_trained, model_fingerprint
+
+            self.model, self.card = load_trained(keras, weights, trained)
+            trained_name = f"{self.card.name}-v{self.card.version}-{model_fingerprint(trained)}"
+        else:
+            model = build_mobilenet_v2(keras, with_classifier=True)
+            model.load_weights(weights)
+            self.model = keras.Model(model.input, model.get_layer("pool").output)
         self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
                                  input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
         self._tf = tf
         self.batch_size = batch_size
-        self.use_pca(pca)
+        if self.card is not None:
+            self.pca, self.model_name = None, trained_name
+        else:
+            self.use_pca(pca)
         # Trace the compiled call now (about a second), so the first episode or query does not pay for it.
         self._call(tf.zeros([1, INPUT_SIZE, INPUT_SIZE, 3]))
 
     def use_pca(self, pca: PcaModel | None) -> None:
         """Switch the PCA stage (and so the model name the index records)."""
+        if self.card is not None:
+            raise ConfigError("PCA applies to the ImageNet model only; this embedder uses a trained model")
         self.pca = pca
         self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
 
     @property
     def dim(self) -> int:
+        if self.card is not None:
+            return self.card.dim
         return self.pca.dim if self.pca else 1280
 
     def cnn_features(self, images: np.ndarray) -> np.ndarray:
-        """L2-normalised pooled CNN features of a stack of images, in batches."""
+        """L2-normalised model outputs of a stack of images, in batches (pooled CNN features, or a trained
+        model's vectors)."""
         out = []
         for i in range(0, len(images), self.batch_size):
             batch = self._tf.convert_to_tensor(np.asarray(images[i:i + self.batch_size], dtype="float32"))
             out.append(self._call(batch).numpy())
         if not out:
-            return np.zeros((0, 1280), "float32")
+            return np.zeros((0, self.card.dim if self.card else 1280), "float32")
         return l2_normalize(np.concatenate(out))
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Final search vectors of a stack of images."""
         features = self.cnn_features(images)
-        return l2_normalize(self.pca.transform(features)) if self.pca else features
+        return l2_normalize(self.pca.transform(features)) if self.pca is not None else features

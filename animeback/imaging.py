@@ -85,6 +85,26 @@ def content_box(rgb: np.ndarray) -> Box:
     return box
 
 
+# Uninformative pictures (black, fades, one flat colour) look alike across every video: a match on one says
+# nothing. A picture is uninformative when all but a speck of it is one flat tone. Sparse pictures (a small
+# silhouette, a few cells on a field) stay informative: they are found again reliably (benchmarks/README.md).
+FLAT_TOLERANCE = 12  # luma levels around the dominant tone that still count as "the same tone"
+FLAT_SHARE = 0.997
+
+
+def informative_share(rgb: np.ndarray) -> float:
+    """Share of a picture (on a 64x64 thumbnail) that differs from its dominant flat tone: 0 for a blank frame."""
+    gray = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    thumb = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
+    dominant = int(np.argmax(np.bincount(thumb.ravel(), minlength=256)))
+    return float(np.mean(np.abs(thumb - dominant) > FLAT_TOLERANCE))
+
+
+def is_uninformative(rgb: np.ndarray) -> bool:
+    """Whether a picture is one flat tone but for a speck: black, white, a fade, a blank card."""
+    return informative_share(rgb) < 1 - FLAT_SHARE
+
+
 def is_cropped(box: Box, shape: tuple[int, ...], min_share: float = 0.02) -> bool:
     """Whether a box removes a noticeable margin (at least min_share of a side) from an image."""
     h, w = shape[:2]
@@ -103,3 +123,113 @@ def to_model_input(rgb: np.ndarray) -> np.ndarray:
         out = cv2.resize(out, (INPUT_SIZE, INPUT_SIZE),
                          interpolation=cv2.INTER_AREA if height > INPUT_SIZE else cv2.INTER_LINEAR)
     return out
+
+
+# Window detection works on a copy this wide: enough for straight edges, cheap (a few ms).
+_WINDOW_WIDTH = 480
+# A luma step this large between neighbouring pixels is an edge; an edge line may have gaps this long.
+_EDGE_STEP = 10
+_EDGE_GAP = 5
+# Where a video picture sits inside application chrome, its four sides are straight edges this complete.
+_SIDE_COVERAGE = 0.85
+_SIDE_COVERAGE_V = 0.6  # the left and right sides: a picture's edge may blend into the surround in places
+_MIN_SIDE = 0.25  # of the image's width (or height): shorter lines are details of a picture, not a window
+_MIN_AREA = 0.2  # of the image: a smaller framed rectangle is a detail of the picture (a sign, a screen in it)
+
+
+def _edge_maps(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean maps of horizontal edges (between rows) and vertical edges (between columns), small gaps closed."""
+    g = gray.astype(np.int16)
+    # Steps over two pixels: downscaling spreads a sharp border over two pixels of half the contrast each.
+    # Entry i lies on the border between pixels i and i + 1 (i + 2 is already past it).
+    horizontal = (np.abs(g[2:] - g[:-2]) > _EDGE_STEP).astype(np.uint8)
+    vertical = (np.abs(g[:, 2:] - g[:, :-2]) > _EDGE_STEP).astype(np.uint8)
+    horizontal = cv2.morphologyEx(horizontal, cv2.MORPH_CLOSE, np.ones((1, _EDGE_GAP), np.uint8))
+    vertical = cv2.morphologyEx(vertical, cv2.MORPH_CLOSE, np.ones((_EDGE_GAP, 1), np.uint8))
+    return horizontal.astype(bool), vertical.astype(bool)
+
+
+def _long_lines(edges: np.ndarray, min_length: int) -> list[tuple[int, int, int]]:
+    """(position, start, end) of every run of edge pixels at least min_length long, one row of `edges` each."""
+    padded = np.pad(edges, ((0, 0), (1, 1))).astype(np.int8)
+    steps = np.diff(padded, axis=1)
+    lines = []
+    for row in np.flatnonzero(edges.sum(axis=1) >= min_length):
+        starts, ends = np.flatnonzero(steps[row] == 1), np.flatnonzero(steps[row] == -1)
+        lines += [(int(row), int(s), int(e)) for s, e in zip(starts, ends) if e - s >= min_length]
+    return lines
+
+
+# Frame shapes of TV and film video; a rectangle in chrome within 3% of one of them may be a picture. Rarer
+# shapes (5:4, 3:2, 16:10) are left out on purpose: a picture plus a title or control bar passes for them.
+VIDEO_ASPECTS = (4 / 3, 16 / 9, 1.85, 2.35, 2.39)
+
+
+def _aspect_error(width: int, height: int) -> float:
+    """Relative distance of a rectangle's shape from the nearest video frame shape."""
+    aspect = width / max(height, 1)
+    return min(abs(aspect / a - 1) for a in VIDEO_ASPECTS)
+
+
+def _line_positions(indices: np.ndarray) -> list[int]:
+    """Border positions from sorted edge-map indices: a run of up to 4 is one sharp border (its middle); a
+    longer run is textured picture, whose borders are its two ends."""
+    positions = []
+    for run in np.split(indices, np.flatnonzero(np.diff(indices) > 2) + 1):
+        if len(run) == 0:
+            continue
+        positions += [int(round(float(np.mean(run))))] if run[-1] - run[0] < 4 else [int(run[0]), int(run[-1])]
+    return positions
+
+
+def find_window(rgb: np.ndarray) -> Box | None:
+    """The video picture inside a player window, browser page or other chrome: the largest rectangle of a
+    video's proportions whose four sides are straight edges; None when there is none."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, _WINDOW_WIDTH / w)
+    small = cv2.resize(np.ascontiguousarray(rgb), (max(8, round(w * scale)), max(8, round(h * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    sh, sw = gray.shape
+    horizontal, vertical = _edge_maps(gray)
+    # Candidate sides: x positions of long vertical edges (a side may be broken where the picture's edge
+    # matches the surround, so a run of a quarter of the height is enough to propose one).
+    xs = _line_positions(np.array(sorted({x for x, _, _ in _long_lines(vertical.T, int(_MIN_SIDE * sh))}), int))
+    # Prefix sums: the edge coverage of any row span or column span in O(1).
+    row_sums = np.pad(np.cumsum(horizontal, axis=1), ((0, 0), (1, 0)))
+    col_sums = np.pad(np.cumsum(vertical, axis=0), ((1, 0), (0, 0)))
+    best, best_score = None, (0, 0)
+    for i, left in enumerate(xs):
+        for right in xs[i + 1:]:
+            if right - left < _MIN_SIDE * sw:
+                continue
+            x0, x1 = left + 1, right + 1  # entry x of the edge map: the border just before pixel x + 1
+            coverage = (row_sums[:, x1] - row_sums[:, x0]) / (x1 - x0)
+            rows = np.flatnonzero(coverage >= _SIDE_COVERAGE)
+            if len(rows) < 2:
+                continue
+            # Runs of covered rows are the horizontal lines across this span: a window's outline, its title and
+            # control bars, but also straight edges inside the picture. The picture is the pair of lines that
+            # makes the rectangle closest to a video's proportions (+ 1: entry i lies between pixels i and i + 2).
+            lines = [y + 1 for y in _line_positions(rows)]
+            bw = x1 - x0
+            for k, top in enumerate(lines):
+                for bottom in lines[k + 1:]:
+                    bh = bottom - top
+                    if bh < _MIN_SIDE * sh or bw * bh < _MIN_AREA * sw * sh or (bw >= sw - 4 and bh >= sh - 4):
+                        continue
+                    error = _aspect_error(bw, bh)
+                    # Closest to a video's shape first, in steps of about the measuring error; among equally
+                    # good shapes, the biggest.
+                    score = (round(error / 0.012), -bw * bh)
+                    if error > 0.03 or (best is not None and score >= best_score):
+                        continue
+                    y0, y1 = top, bottom
+                    sides = (col_sums[y1, [left, right]] - col_sums[y0, [left, right]]) / max(y1 - y0, 1)
+                    if sides.min() >= _SIDE_COVERAGE_V:
+                        best, best_score = (x0, top, bw, bh), score
+    if best is None:
+        return None
+    x, y, bw, bh = (v / scale for v in best)
+    inset = 1.5 / scale  # keep no sliver of the chrome
+    return Box(int(np.ceil(x + inset)), int(np.ceil(y + inset)), int(bw - 2 * inset), int(bh - 2 * inset))

@@ -28,9 +28,11 @@ def pca_path(settings: Settings) -> Path:
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """The configured CNN with the PCA in use."""
-    return Embedder(settings.path(settings.features.weights), PcaModel.load(pca_path(settings)),
-                    settings.features.batch_size, settings.features.threads)
+    """The configured model: a trained one (features.model), else the ImageNet CNN with the PCA in use."""
+    f = settings.features
+    if f.model:
+        return Embedder(settings.path(f.weights), None, f.batch_size, f.threads, trained=settings.path(f.model))
+    return Embedder(settings.path(f.weights), PcaModel.load(pca_path(settings)), f.batch_size, f.threads)
 
 
 class Index:

@@ -127,6 +127,24 @@ def detect_borders(path: Path, info: VideoInfo, ffmpeg: str = "ffmpeg") -> Box |
     return Box(x0, y0, x1 - x0, y1 - y0)
 
 
+def read_frames(path: Path, info: VideoInfo, fps: float, crop: Box | None, width: int,
+                ffmpeg: str = "ffmpeg") -> list[Frame]:
+    """Every frame sampled at `fps`, cropped, scaled to `width` (aspect kept), as RGB (for training)."""
+    w, h = (crop.w, crop.h) if crop else (info.width, info.height)
+    height = max(2, round(width * h / max(w, 1) / 2) * 2)
+    chain = f"fps={fps}" + (f",crop={crop.w}:{crop.h}:{crop.x}:{crop.y}" if crop else "")
+    cmd = [ffmpeg, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+           "-vf", f"{chain},scale={width}:{height}:flags=area,format=rgb24", "-f", "rawvideo", "-"]
+    result = _run(cmd)
+    data = result.stdout
+    size = width * height * 3
+    if result.returncode != 0 and len(data) < size:
+        reason = result.stderr.decode(errors="replace").strip().splitlines()
+        raise MediaError(f"{path}: ffmpeg failed ({reason[-1] if reason else f'exit {result.returncode}'})")
+    frames = np.frombuffer(data[:len(data) // size * size], np.uint8).reshape(-1, height, width, 3)
+    return [Frame(i, i / fps, frame) for i, frame in enumerate(frames)]
+
+
 def preview_height(info: VideoInfo, wanted: int) -> int:
     """The preview's height: the configured one, never above the source's, and even for x264."""
     return max(2, min(wanted, info.height or wanted) // 2 * 2)

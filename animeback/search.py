@@ -6,9 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .imaging import Box, content_box, decode_query_image, is_cropped, to_model_input
+from .imaging import (Box, content_box, decode_query_image, find_window, is_cropped, is_uninformative,
+                      to_model_input)
 from .index import Index
 from .stores import Hit
+
+
+# Frames whose similarity to the query is within this of the best one's are tied for "the moment".
+AT_TIE = 0.005
 
 
 @dataclass
@@ -34,6 +39,7 @@ class SearchOutcome:
     matches: list[SceneMatch]
     box: Box | None = None
     variants: list[str] = field(default_factory=list)
+    uninformative: bool = False  # the picture is one flat tone (black, a fade, a blank card): nothing to match
 
 
 def group_hits(hits: list[Hit], gap: float, tolerance: float, limit: int) -> list[tuple[Hit, float, float]]:
@@ -71,6 +77,14 @@ def group_hits(hits: list[Hit], gap: float, tolerance: float, limit: int) -> lis
     return groups
 
 
+def moment(best: Hit, lo: float, hi: float, hits: list[Hit], tie: float) -> float:
+    """The time to report for a scene: in a still or slow shot many stored frames score alike, and the middle one
+    of those tied with the best (within `tie`) is closer to any moment of the shot than the first one."""
+    tied = sorted(h.time for h in hits if h.episode == best.episode and lo <= h.time <= hi
+                  and h.similarity >= best.similarity - tie)
+    return tied[len(tied) // 2] if tied else best.time
+
+
 def merge_variant_hits(per_variant: list[list[Hit]]) -> list[Hit]:
     """One list of hits from several query variants, keeping each frame's best similarity."""
     best: dict[int, Hit] = {}
@@ -79,6 +93,26 @@ def merge_variant_hits(per_variant: list[list[Hit]]) -> list[Hit]:
             if h.id not in best or h.similarity > best[h.id].similarity:
                 best[h.id] = h
     return list(best.values())
+
+
+def query_regions(rgb: np.ndarray, cut_borders: bool) -> list[tuple[str, Box]]:
+    """The parts of a query to search: the whole image and, with cut_borders, the picture found inside black
+    borders and the picture found inside a player window or page (when they differ from what is listed)."""
+    h, w = rgb.shape[:2]
+    regions = [("full", Box(0, 0, w, h))]
+    if cut_borders:
+        found = content_box(rgb)
+        if is_cropped(found, rgb.shape):
+            regions.append(("borders_cut", found))
+        window = find_window(rgb)
+        if window is not None and all(_differs(window, box) for _, box in regions):
+            regions.append(("window", window))
+    return regions
+
+
+def _differs(a: Box, b: Box, share: float = 0.02) -> bool:
+    tolerance = share * max(a.w, a.h, b.w, b.h)
+    return any(abs(p - q) > tolerance for p, q in zip(a.as_list(), b.as_list()))
 
 
 def decode_query(settings, data: bytes) -> np.ndarray:
@@ -101,19 +135,20 @@ class Searcher:
 
     def search(self, rgb: np.ndarray, cut_borders: bool | None = None, series: str | None = None,
                limit: int | None = None) -> SearchOutcome:
-        """Top scenes for an RGB image; with cut_borders, the picture inside black borders is searched too."""
+        """Top scenes for an RGB image; with cut_borders, the picture found inside borders or chrome too."""
         s = self.settings
         cut_borders = s.cut_borders if cut_borders is None else cut_borders
         limit = min(limit or s.max_results, s.max_results)
-        variants, images, box = ["full"], [to_model_input(rgb)], None
-        if cut_borders:
-            found = content_box(rgb)
-            if is_cropped(found, rgb.shape):
-                box = found
-                variants.append("borders_cut")
-                images.append(to_model_input(found.crop(rgb)))
-        vectors = self.index.embedder.embed(np.stack(images))
-        hits = merge_variant_hits(self.index.vectors.search(vectors, s.candidates, series))
+        regions = [(name, box) for name, box in query_regions(rgb, cut_borders) if not is_uninformative(box.crop(rgb))]
+        if not regions:  # any blank frame would match any other: no answer is better than a random one
+            return SearchOutcome(self.index.catalogue.get_meta("vector_count", 0), [], None, [], uninformative=True)
+        vectors = self.index.embedder.embed(np.stack([to_model_input(box.crop(rgb)) for _, box in regions]))
+        per_variant = self.index.vectors.search(vectors, s.candidates, series)
+        hits = merge_variant_hits(per_variant)
+        # The region reported is the one whose vector found the best match.
+        best_variant = max(range(len(regions)), key=lambda i: max((h.similarity for h in per_variant[i]), default=-1))
+        box = regions[best_variant][1]
+        margin = 1.0 / self.index.settings.media.sample_fps
         groups = group_hits(hits, s.group_gap_s, s.span_tolerance, limit)
         matches = []
         records: dict[int, object] = {}
@@ -122,10 +157,14 @@ class Searcher:
             records[best.episode] = record
             if record is None or record.status != "indexed":
                 continue  # an episode being removed or re-indexed right now
+            # A query taken between two samples may look most like either: from..to reaches one sampling
+            # interval beyond the matched frames' spans, so that it holds the true moment.
             matches.append(SceneMatch(best.series, best.episode, record.filename, record.episode, record.duration,
-                                      lo, best.time, min(hi, record.duration),
+                                      max(0.0, lo - margin), moment(best, lo, hi, hits, AT_TIE),
+                                      min(hi + margin, record.duration),
                                       float(np.clip(best.similarity, 0.0, 1.0))))
-        return SearchOutcome(self.index.catalogue.get_meta("vector_count", 0), matches, box, variants)
+        return SearchOutcome(self.index.catalogue.get_meta("vector_count", 0), matches,
+                             box if is_cropped(box, rgb.shape) else None, [name for name, _ in regions])
 
 
 def series_key(series_id: str) -> int | str:
@@ -167,5 +206,8 @@ def trace_moe_result(match: SceneMatch, series_info: dict | None = None, video: 
 
 
 def trace_moe_response(outcome: SearchOutcome, results: list[dict]) -> dict:
-    """The full trace.moe response body."""
-    return {"frameCount": outcome.frame_count, "error": "", "result": results}
+    """The full trace.moe response body, plus the query region searched and whether the picture was blank."""
+    box = outcome.box
+    region = {"x": box.x, "y": box.y, "width": box.w, "height": box.h} if box else None
+    return {"frameCount": outcome.frame_count, "error": "", "result": results, "region": region,
+            "uninformative": outcome.uninformative}

@@ -1,6 +1,6 @@
 """Grouping hits into scenes (pure logic on Hit values)."""
 
-from animeback.search import group_hits, merge_variant_hits
+from animeback.search import group_hits, merge_variant_hits, moment
 from animeback.stores import Hit
 
 
@@ -24,3 +24,12 @@ def test_weaker_neighbours_are_absorbed_and_other_episodes_stay_apart():
 def test_variants_keep_each_frames_best_score():
     merged = merge_variant_hits([[hit(1, 1, 0, 0.5), hit(2, 1, 5, 0.7)], [hit(1, 1, 0, 0.9)]])
     assert sorted((h.id, h.similarity) for h in merged) == [(1, 0.9), (2, 0.7)]
+
+
+def test_the_moment_of_a_still_shot_is_its_middle_frame_not_its_first():
+    hits = [hit(i, 1, 10.0 + i, 0.990 + 0.001 * (i == 0)) for i in range(7)]  # 10..16 s, all but tied
+    (best, lo, hi), = group_hits(hits, gap=5.0, tolerance=0.02, limit=10)
+    assert best.time == 10.0 and moment(best, lo, hi, hits, tie=0.005) == 13.0
+    moving = [hit(1, 1, 10.0, 0.99), hit(2, 1, 11.0, 0.95), hit(3, 1, 12.0, 0.94)]  # a clear best frame
+    (best, lo, hi), = group_hits(moving, gap=5.0, tolerance=0.02, limit=10)
+    assert moment(best, lo, hi, moving, tie=0.005) == 10.0

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from animeback.errors import BadImageError, ImageTooLargeError
-from animeback.imaging import Box, content_box, decode_query_image
+from animeback.imaging import Box, content_box, decode_query_image, find_window, is_uninformative
 
 LIMITS = dict(max_bytes=25 << 20, max_pixels=40_000_000, min_side=16)
 
@@ -82,3 +82,46 @@ def test_dark_scene_is_not_cropped():
     dark[80:100, 150:170] = 200  # a small bright object in a night scene
     assert content_box(dark) == Box(0, 0, 320, 180)
     assert content_box(np.zeros((50, 50, 3), np.uint8)) == Box(0, 0, 50, 50)
+
+
+def _cartoon(h: int, w: int, seed: int = 5) -> np.ndarray:
+    """A picture with flat areas and hard outlines, like an animation frame."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = np.full((h, w, 3), rng.integers(80, 200, 3), np.uint8)
+    for _ in range(12):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        cv2.circle(out, (x, y), int(rng.integers(10, h // 3)), colour, -1)
+        cv2.circle(out, (x, y), int(rng.integers(10, h // 3)), (20, 20, 20), 2)
+    return out
+
+
+@pytest.mark.parametrize("desktop", [(40, 40, 48), (200, 205, 210)])
+def test_find_window_finds_the_picture_inside_player_chrome(desktop):
+    picture = _cartoon(360, 640)
+    screen = np.full((800, 1280, 3), desktop, np.uint8)
+    x, y = 300, 150
+    screen[y - 30:y, x:x + 640] = (225, 225, 228)           # title bar
+    screen[y:y + 360, x:x + 640] = picture
+    screen[y + 360:y + 404, x:x + 640] = (24, 24, 24)        # control bar
+    screen[y + 368:y + 372, x + 10:x + 400] = (230, 60, 60)  # progress
+    box = find_window(decode_query_image(_encode(screen, "JPEG", quality=85), **LIMITS))
+    assert box is not None
+    assert abs(box.x - x) <= 6 and abs(box.y - y) <= 6 and abs(box.w - 640) <= 10 and abs(box.h - 360) <= 10
+
+
+def test_find_window_leaves_plain_pictures_alone():
+    assert find_window(_cartoon(360, 640)) is None
+    assert find_window(_picture(180, 320)) is None
+
+
+def test_uninformative_pictures_are_recognised():
+    black = np.zeros((180, 320, 3), np.uint8)
+    card = black.copy()
+    card[88:91, 150:162] = 255  # a speck of light on black (a star, a logo dot)
+    fade = np.full((180, 320, 3), 128, np.uint8) + np.random.default_rng(1).integers(0, 4, (180, 320, 3), dtype=np.uint8)
+    for blank in (black, card, fade, np.full((90, 160, 3), 255, np.uint8)):
+        assert is_uninformative(blank)
+    assert not is_uninformative(_cartoon(180, 320)) and not is_uninformative(_picture(180, 320))

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -48,6 +49,33 @@ def test_search_by_multipart_under_any_field_name_and_by_raw_body(client, indexe
         assert set(best) == {"anilist", "filename", "episode", "episode_start", "episode_end", "duration", "from",
                              "at", "to", "similarity", "video", "image"}
         assert best["video"].startswith("http://localhost/video/") and best["image"].startswith("http://localhost/image/")
+
+
+def test_a_frame_inside_a_player_window_is_found_and_its_region_returned(client, indexed, tmp_path):
+    index, _ = indexed
+    image, at = _frame(index.settings.library_path, tmp_path, at=2.39, suffix=".png")  # a detailed scene
+    picture = np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((640, 360), Image.LANCZOS))
+    screen = np.full((800, 1280, 3), (52, 54, 66), np.uint8)  # a desktop
+    screen[120:150, 400:1040] = (225, 225, 228)                # the player's title bar
+    screen[150:510, 400:1040] = picture
+    screen[510:554, 400:1040] = (24, 24, 24)                   # its control bar
+    buf = io.BytesIO()
+    Image.fromarray(screen).save(buf, "PNG")
+    plain = client.post("/search", data=buf.getvalue(), content_type="image/png").get_json()
+    assert plain["region"] is None  # without cutBorders the whole screenshot is searched, as trace.moe does
+    body = client.post("/search?cutBorders", data=buf.getvalue(), content_type="image/png").get_json()
+    best, region = body["result"][0], body["region"]
+    assert best["filename"] == LIBRARY[0][1] and abs(best["at"] - at) <= 1.5
+    assert body["uninformative"] is False and region is not None
+    assert abs(region["x"] - 400) <= 6 and abs(region["y"] - 150) <= 6
+    assert abs(region["width"] - 640) <= 12 and abs(region["height"] - 360) <= 12
+
+
+def test_a_blank_picture_gets_no_result_and_says_why(client):
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 180), (3, 3, 3)).save(buf, "PNG")
+    body = client.post("/search", data=buf.getvalue(), content_type="image/png").get_json()
+    assert body["result"] == [] and body["uninformative"] is True and body["error"] == ""
 
 
 def test_flags_count_by_presence_and_series_filter(client, indexed, tmp_path):

@@ -1,0 +1,268 @@
+"""`python run.py train`: fine-tune the embedding self-supervised on the library's frames; resumable.
+
+Each round draws fresh distorted views (animeback/augment.py) of every anchor frame, runs them and the clean
+anchors through the frozen trunk once, then trains the head (animeback/finetune.py) for a few passes. The loss
+is retrieval's: each view must pick its own clean frame out of the batch, and batches are built from runs of
+consecutive frames, so neighbouring frames of a shot are the hardest negatives (time localisation stays sharp).
+A checkpoint after every round lets an interrupted run go on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .augment import random_view
+from .config import Settings
+from .dedupe import phash64
+from .errors import AnimeBackError, MediaError
+from .features import PcaModel, import_tensorflow
+from .finetune import CARD_NAME, HEAD_NAME, ModelCard, init_projection, split_mobilenet
+from .imaging import is_uninformative, to_model_input
+from .library import VIDEO_EXTENSIONS, scan_library
+from .media import detect_borders, probe, read_frames
+
+log = logging.getLogger(__name__)
+
+MODEL_PREFIX = "animeback-v"
+CHECKPOINT_DIR = ".train"
+# Consecutive anchors kept together in a batch: the neighbouring frames each view must not be confused with.
+RUN_LENGTH = 8
+
+
+@dataclass
+class TrainOptions:
+    """Knobs of a training run (recorded in the model card)."""
+
+    rounds: int = 20
+    views: int = 3
+    epochs_per_round: int = 2
+    fps: float = 4.0
+    frame_width: int = 448
+    batch: int = 64
+    learning_rate: float = 5e-5
+    temperature: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class Anchor:
+    video: int
+    time: float
+    pixels: np.ndarray  # the frame at frame_width, for the distortions
+
+
+def next_model_folder(models_dir: Path) -> Path:
+    """The unfinished `animeback-v<N>` folder to resume, else the next free version."""
+    versions = {}
+    for path in models_dir.glob(f"{MODEL_PREFIX}*"):
+        match = re.fullmatch(re.escape(MODEL_PREFIX) + r"(\d+)", path.name)
+        if match and path.is_dir():
+            versions[int(match.group(1))] = path
+    for version in sorted(versions):
+        if (versions[version] / CHECKPOINT_DIR).is_dir() and not (versions[version] / CARD_NAME).exists():
+            return versions[version]
+    return models_dir / f"{MODEL_PREFIX}{max(versions, default=0) + 1}"
+
+
+def training_videos(settings: Settings, folders: list[Path]) -> list[Path]:
+    """The library's episodes plus the videos in extra folders, or raise when there is nothing to train on."""
+    videos = [f.path for f in scan_library(settings.library_path)] if settings.library_path.is_dir() else []
+    for folder in folders:
+        if not folder.is_dir():
+            raise AnimeBackError(f"{folder}: not a folder of videos")
+        videos += sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if not videos:
+        raise AnimeBackError(f"no videos to train on: the library {settings.library_path} is empty and no "
+                             "--videos folder was given")
+    return videos
+
+
+def collect_anchors(videos: list[Path], settings: Settings, options: TrainOptions, progress: bool) -> list[Anchor]:
+    """Frames sampled from each video, without near-duplicates (a view could not tell them apart) or flat ones."""
+    anchors = []
+    for number, path in enumerate(tqdm(videos, desc="reading frames", unit="video", disable=not progress)):
+        try:
+            info = probe(path, settings.media.ffprobe)
+            crop = detect_borders(path, info, settings.media.ffmpeg)
+            frames = read_frames(path, info, options.fps, crop, options.frame_width, settings.media.ffmpeg)
+        except MediaError as exc:
+            log.warning("skipping %s", exc.message)
+            continue
+        last = None
+        for frame in frames:
+            value = phash64(to_model_input(frame.pixels))
+            if is_uninformative(frame.pixels) or (last is not None and (last ^ value).bit_count() <= 8):
+                continue
+            last = value
+            anchors.append(Anchor(number, frame.time, frame.pixels))
+    if len(anchors) < 2 * RUN_LENGTH:
+        raise AnimeBackError(f"only {len(anchors)} distinct frames in {len(videos)} video(s); training needs at "
+                             f"least {2 * RUN_LENGTH}")
+    return anchors
+
+
+class Trainer:
+    """The head, its optimiser and the trunk, with checkpoints in `folder/.train`."""
+
+    def __init__(self, settings: Settings, folder: Path, options: TrainOptions, pca: PcaModel):
+        self.tf = tf = import_tensorflow()
+        import keras
+
+        self.folder, self.options = folder, options
+        self.trunk, self.head = split_mobilenet(keras, settings.path(settings.features.weights), pca.dim)
+        init_projection(self.head, pca.mean, pca.components, pca.scale)
+        self.optimizer = keras.optimizers.Adam(options.learning_rate)
+        self.optimizer.build(self.head.trainable_variables)
+        self._trunk_call = tf.function(lambda x: self.trunk(x, training=False), reduce_retracing=True)
+        self._step = tf.function(self._train_step, reduce_retracing=True)
+
+    def trunk_features(self, images: list[np.ndarray], batch: int = 32) -> np.ndarray:
+        """Trunk outputs (float16, to keep a round's cache small) of 224x224 images."""
+        out = []
+        for i in range(0, len(images), batch):
+            out.append(self._trunk_call(np.stack(images[i:i + batch]).astype("float32")).numpy().astype("float16"))
+        return np.concatenate(out)
+
+    def _train_step(self, anchors, views, owners):
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            a = self.head(anchors, training=True)
+            v = self.head(views, training=True)
+            # Each view must retrieve its own clean frame among the batch's (neighbours included) ...
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                owners, tf.matmul(v, a, transpose_b=True) / self.options.temperature))
+            # ... and the clean frames themselves are kept apart, so near-identical neighbours stay distinct.
+            loss += 0.5 * tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                tf.range(tf.shape(a)[0]), tf.matmul(a, a, transpose_b=True) / self.options.temperature))
+        variables = self.head.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.head(features[i:i + 256].astype("float32"), training=False).numpy()
+                               for i in range(0, len(features), 256)])
+
+    def train_round(self, anchor_feats: np.ndarray, view_feats: np.ndarray, rng: np.random.Generator) -> float:
+        """Passes over one round's views; returns the mean loss of the last pass."""
+        o = self.options
+        n = len(anchor_feats)
+        losses = []
+        for _ in range(o.epochs_per_round):
+            runs = np.arange(0, n, RUN_LENGTH)
+            rng.shuffle(runs)
+            order = np.concatenate([np.arange(s, min(s + RUN_LENGTH, n)) for s in runs])
+            losses = []
+            for i in range(0, n, o.batch):
+                idx = order[i:i + o.batch]
+                if len(idx) < 2:
+                    continue
+                views = view_feats[idx].reshape(-1, *view_feats.shape[2:])
+                owners = np.repeat(np.arange(len(idx)), o.views).astype("int32")
+                losses.append(float(self._step(anchor_feats[idx].astype("float32"), views.astype("float32"), owners)))
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def save_checkpoint(self, done_rounds: int, state: dict) -> None:
+        """Head weights, optimiser state and progress, written then renamed into place."""
+        ckpt = self.folder / CHECKPOINT_DIR
+        ckpt.mkdir(parents=True, exist_ok=True)
+        self.head.save_weights(ckpt / "head.tmp.weights.h5")
+        np.savez(ckpt / "optimizer.tmp.npz", *[v.numpy() for v in self.optimizer.variables])
+        (ckpt / "state.tmp.json").write_text(json.dumps({**state, "rounds_done": done_rounds}))
+        os.replace(ckpt / "head.tmp.weights.h5", ckpt / "head.weights.h5")
+        os.replace(ckpt / "optimizer.tmp.npz", ckpt / "optimizer.npz")
+        os.replace(ckpt / "state.tmp.json", ckpt / "state.json")
+
+    def load_checkpoint(self) -> dict | None:
+        ckpt = self.folder / CHECKPOINT_DIR
+        if not (ckpt / "state.json").exists():
+            return None
+        try:
+            self.head.load_weights(ckpt / "head.weights.h5")
+            with np.load(ckpt / "optimizer.npz") as data:
+                values = [data[f"arr_{i}"] for i in range(len(data.files))]
+            if len(values) != len(self.optimizer.variables):
+                raise ValueError("optimizer state of another model")
+            for variable, value in zip(self.optimizer.variables, values):
+                variable.assign(value)
+            return json.loads((ckpt / "state.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise AnimeBackError(f"cannot resume from {ckpt} ({exc}); delete it to start over") from None
+
+
+def view_top1(anchors: np.ndarray, views: np.ndarray) -> float:
+    """Share of views whose nearest clean frame (of all anchors) is their own."""
+    owners = np.repeat(np.arange(len(anchors)), views.shape[0] // len(anchors))
+    return float(np.mean(np.argmax(views @ anchors.T, axis=1) == owners))
+
+
+def train_model(settings: Settings, folders: list[Path], out: Path | None = None,
+                options: TrainOptions | None = None, progress: bool = True) -> str:
+    """Train a model on the library's (and `folders`') frames into a new models/animeback-v<N>; returns a summary."""
+    from .index import pca_path
+
+    options = options or TrainOptions()
+    out = out or next_model_folder(settings.path("models"))
+    if (out / CARD_NAME).exists():
+        raise AnimeBackError(f"{out} already holds a finished model; choose another --out")
+    videos = training_videos(settings, folders)
+    started = time.monotonic()
+    anchors = collect_anchors(videos, settings, options, progress)
+    pca = PcaModel.load(pca_path(settings))
+    trainer = Trainer(settings, out, options, pca)
+    signature = {"videos": [str(v) for v in videos], "anchors": len(anchors), "options": asdict(options)}
+    state = trainer.load_checkpoint()
+    if state and {k: state.get(k) for k in signature} != signature:
+        raise AnimeBackError(f"{out / CHECKPOINT_DIR} belongs to a run with other videos or options; "
+                             "delete it or choose another --out")
+    done = state["rounds_done"] if state else 0
+    history = state["history"] if state else []
+    if done:
+        log.info("resuming %s after round %d of %d", out, done, options.rounds)
+    log.info("training on %d frames of %d video(s), %d rounds of %d views", len(anchors), len(videos),
+             options.rounds, options.views)
+    clean = trainer.trunk_features([to_model_input(a.pixels) for a in anchors])
+    bar = tqdm(total=options.rounds, initial=done, desc="training", unit="round", disable=not progress)
+    for round_number in range(done, options.rounds):
+        rng = np.random.default_rng([options.seed, round_number])
+        views = [to_model_input(random_view(a.pixels, rng)) for a in anchors for _ in range(options.views)]
+        view_feats = trainer.trunk_features(views).reshape(len(anchors), options.views, *clean.shape[1:])
+        # Fresh views, not trained on yet: an honest running measure of what the model has learnt.
+        before = view_top1(trainer.embed(clean), trainer.embed(view_feats.reshape(-1, *clean.shape[1:])))
+        loss = trainer.train_round(clean, view_feats, rng)
+        history.append({"round": round_number + 1, "loss": round(loss, 4), "fresh_view_top1": round(before, 4)})
+        log.info("round %d: fresh-view top-1 %.3f before training on them, loss %.3f", round_number + 1, before, loss)
+        trainer.save_checkpoint(round_number + 1, {**signature, "history": history})
+        bar.set_postfix(loss=f"{loss:.3f}", top1=f"{before:.3f}")
+        bar.update()
+    bar.close()
+    trainer.head.save_weights(out / HEAD_NAME)
+    version = int(out.name[len(MODEL_PREFIX):]) if out.name.startswith(MODEL_PREFIX) and \
+        out.name[len(MODEL_PREFIX):].isdigit() else 1
+    card = ModelCard(name="animeback", version=version, dim=pca.dim, training={
+        "videos": [v.name for v in videos], "frames": len(anchors), "options": asdict(options),
+        "history": history, "seconds": round(time.monotonic() - started), "initial_projection": pca.fingerprint()})
+    card.save(out)
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    return (f"trained {out} on {len(anchors)} frames of {len(videos)} video(s) in "
+            f"{time.monotonic() - started:.0f} s; fresh-view top-1 {history[0]['fresh_view_top1']:.3f} -> "
+            f"{history[-1]['fresh_view_top1']:.3f}\nto use it: set features.model to \"{_config_path(out, settings)}\" "
+            "in config.json and run `python run.py process --reindex`")
+
+
+def _config_path(folder: Path, settings: Settings) -> str:
+    for base in (settings.base_dir, settings.path("models").parent):
+        try:
+            return str(folder.resolve().relative_to(Path(base).resolve()))
+        except ValueError:
+            continue
+    return str(folder)
