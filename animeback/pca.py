@@ -42,6 +42,9 @@ def sample_video_features(embedder: Embedder, videos: Iterable[Path], settings: 
 def train_library_pca(settings: Settings, dim: int = 256, samples: int = 20000, reindex: bool = True,
                       progress: bool = True) -> str:
     """Fit PCA on the library's frames, save it as the library's PCA and (optionally) re-index with it."""
+    if settings.features.model:
+        raise AnimeBackError(f"train-pca refits the ImageNet model's PCA, but features.model is set to "
+                             f"{settings.features.model}; empty it first (a trained model has its own projection)")
     files = scan_library(settings.library_path)
     if not files:
         raise AnimeBackError(f"the library {settings.library_path} has no episodes to fit PCA on")

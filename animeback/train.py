@@ -34,6 +34,7 @@ from .media import detect_borders, probe, read_frames
 log = logging.getLogger(__name__)
 
 MODEL_PREFIX = "animeback-v"
+VERSIONED_NAME = re.compile(re.escape(MODEL_PREFIX) + r"(\d+)")
 CHECKPOINT_DIR = ".train"
 # Consecutive anchors kept together in a batch: the neighbouring frames each view must not be confused with.
 RUN_LENGTH = 8
@@ -51,6 +52,7 @@ class TrainOptions:
     batch: int = 64
     learning_rate: float = 5e-5
     temperature: float = 0.05
+    keep: float = 2.0  # weight of keeping clean frames' vectors near the untrained model's (its fine detail)
     seed: int = 0
 
 
@@ -65,7 +67,7 @@ def next_model_folder(models_dir: Path) -> Path:
     """The unfinished `animeback-v<N>` folder to resume, else the next free version."""
     versions = {}
     for path in models_dir.glob(f"{MODEL_PREFIX}*"):
-        match = re.fullmatch(re.escape(MODEL_PREFIX) + r"(\d+)", path.name)
+        match = VERSIONED_NAME.fullmatch(path.name)
         if match and path.is_dir():
             versions[int(match.group(1))] = path
     for version in sorted(versions):
@@ -133,7 +135,7 @@ class Trainer:
             out.append(self._trunk_call(np.stack(images[i:i + batch]).astype("float32")).numpy().astype("float16"))
         return np.concatenate(out)
 
-    def _train_step(self, anchors, views, owners):
+    def _train_step(self, anchors, views, owners, targets):
         tf = self.tf
         with tf.GradientTape() as tape:
             a = self.head(anchors, training=True)
@@ -144,6 +146,9 @@ class Trainer:
             # ... and the clean frames themselves are kept apart, so near-identical neighbours stay distinct.
             loss += 0.5 * tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 tf.range(tf.shape(a)[0]), tf.matmul(a, a, transpose_b=True) / self.options.temperature))
+            # Clean frames stay near where the untrained model put them: the ImageNet features tell neighbouring
+            # frames apart finely, and only the distortions are to be learnt.
+            loss += self.options.keep * tf.reduce_mean(1.0 - tf.reduce_sum(a * targets, axis=1))
         variables = self.head.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
@@ -152,7 +157,8 @@ class Trainer:
         return np.concatenate([self.head(features[i:i + 256].astype("float32"), training=False).numpy()
                                for i in range(0, len(features), 256)])
 
-    def train_round(self, anchor_feats: np.ndarray, view_feats: np.ndarray, rng: np.random.Generator) -> float:
+    def train_round(self, anchor_feats: np.ndarray, view_feats: np.ndarray, targets: np.ndarray,
+                    rng: np.random.Generator) -> float:
         """Passes over one round's views; returns the mean loss of the last pass."""
         o = self.options
         n = len(anchor_feats)
@@ -168,7 +174,8 @@ class Trainer:
                     continue
                 views = view_feats[idx].reshape(-1, *view_feats.shape[2:])
                 owners = np.repeat(np.arange(len(idx)), o.views).astype("int32")
-                losses.append(float(self._step(anchor_feats[idx].astype("float32"), views.astype("float32"), owners)))
+                losses.append(float(self._step(anchor_feats[idx].astype("float32"), views.astype("float32"), owners,
+                                               targets[idx])))
         return float(np.mean(losses)) if losses else float("nan")
 
     def save_checkpoint(self, done_rounds: int, state: dict) -> None:
@@ -220,6 +227,8 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
     pca = PcaModel.load(pca_path(settings))
     trainer = Trainer(settings, out, options, pca)
     signature = {"videos": [str(v) for v in videos], "anchors": len(anchors), "options": asdict(options)}
+    clean = trainer.trunk_features([to_model_input(a.pixels) for a in anchors])
+    targets = trainer.embed(clean)  # the untrained model's vectors, before any checkpoint is loaded
     state = trainer.load_checkpoint()
     if state and {k: state.get(k) for k in signature} != signature:
         raise AnimeBackError(f"{out / CHECKPOINT_DIR} belongs to a run with other videos or options; "
@@ -230,7 +239,6 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
         log.info("resuming %s after round %d of %d", out, done, options.rounds)
     log.info("training on %d frames of %d video(s), %d rounds of %d views", len(anchors), len(videos),
              options.rounds, options.views)
-    clean = trainer.trunk_features([to_model_input(a.pixels) for a in anchors])
     bar = tqdm(total=options.rounds, initial=done, desc="training", unit="round", disable=not progress)
     for round_number in range(done, options.rounds):
         rng = np.random.default_rng([options.seed, round_number])
@@ -238,7 +246,7 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
         view_feats = trainer.trunk_features(views).reshape(len(anchors), options.views, *clean.shape[1:])
         # Fresh views, not trained on yet: an honest running measure of what the model has learnt.
         before = view_top1(trainer.embed(clean), trainer.embed(view_feats.reshape(-1, *clean.shape[1:])))
-        loss = trainer.train_round(clean, view_feats, rng)
+        loss = trainer.train_round(clean, view_feats, targets, rng)
         history.append({"round": round_number + 1, "loss": round(loss, 4), "fresh_view_top1": round(before, 4)})
         log.info("round %d: fresh-view top-1 %.3f before training on them, loss %.3f", round_number + 1, before, loss)
         trainer.save_checkpoint(round_number + 1, {**signature, "history": history})
@@ -246,8 +254,8 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
         bar.update()
     bar.close()
     trainer.head.save_weights(out / HEAD_NAME)
-    version = int(out.name[len(MODEL_PREFIX):]) if out.name.startswith(MODEL_PREFIX) and \
-        out.name[len(MODEL_PREFIX):].isdigit() else 1
+    numbered = VERSIONED_NAME.fullmatch(out.name)
+    version = int(numbered.group(1)) if numbered else 1
     card = ModelCard(name="animeback", version=version, dim=pca.dim, training={
         "videos": [v.name for v in videos], "frames": len(anchors), "options": asdict(options),
         "history": history, "seconds": round(time.monotonic() - started), "initial_projection": pca.fingerprint()})

@@ -1,6 +1,7 @@
 """Robust search: top-1 at the 1% false-match threshold, per distortion, for AnimeBack and a colour-layout baseline.
 
-    .venv/bin/python benchmarks/robustness.py [--queries 20] [--seed 7] [--holdout tom_and_jerry_trap_happy.mp4]
+    .venv/bin/python benchmarks/robustness.py [--queries 20] [--seed 7] [--holdout tom_and_jerry_trap_happy.mp4] \
+        [--model models/animeback-v2]
 
 Same protocol as accuracy.py (seeded query times per clip, correct = right file and `at` within 1 s or the true
 time inside from..to), with the distortions people really post (benchmarks/common.py ROBUST_DISTORTIONS). For
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--holdout", default="tom_and_jerry_trap_happy.mp4")
     parser.add_argument("--model", type=Path, action="append", default=[],
-                        help="also measure this trained model folder (models/animeback-v1); repeatable")
+                        help="also measure this trained model folder (models/animeback-v2); repeatable")
     args = parser.parse_args()
     clips = shared_clips()
     holdout = [c for c in clips if c.name == args.holdout]

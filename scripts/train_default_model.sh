@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped default model (models/animeback-v1) with `run.py train`, as models/README.md records.
+# Train the shipped model (models/animeback-v2) with `run.py train`, as models/README.md records.
 #
 #   bash scripts/train_default_model.sh [extra run.py train options]
 #
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clips=${CLIPS:-../shared/data/clips}
-out=$(realpath -m "${OUT:-models/animeback-v1}")
+out=$(realpath -m "${OUT:-models/animeback-v2}")
 [ -d "$clips" ] || { echo "error: $clips not found (set CLIPS=folder of the shared clips)" >&2; exit 1; }
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
