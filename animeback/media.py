@@ -127,12 +127,17 @@ def detect_borders(path: Path, info: VideoInfo, ffmpeg: str = "ffmpeg") -> Box |
     return Box(x0, y0, x1 - x0, y1 - y0)
 
 
+def crop_filter(box: Box) -> str:
+    """ffmpeg's crop filter for a box."""
+    return f"crop={box.w}:{box.h}:{box.x}:{box.y}"
+
+
 def read_frames(path: Path, info: VideoInfo, fps: float, crop: Box | None, width: int,
                 ffmpeg: str = "ffmpeg") -> list[Frame]:
     """Every frame sampled at `fps`, cropped, scaled to `width` (aspect kept), as RGB (for training)."""
     w, h = (crop.w, crop.h) if crop else (info.width, info.height)
     height = max(2, round(width * h / max(w, 1) / 2) * 2)
-    chain = f"fps={fps}" + (f",crop={crop.w}:{crop.h}:{crop.x}:{crop.y}" if crop else "")
+    chain = f"fps={fps}" + (f",{crop_filter(crop)}" if crop else "")
     cmd = [ffmpeg, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
            "-vf", f"{chain},scale={width}:{height}:flags=area,format=rgb24", "-f", "rawvideo", "-"]
     result = _run(cmd)
@@ -167,8 +172,7 @@ class FrameSampler:
         s = self.settings
         sample = f"setpts=PTS-STARTPTS,fps={self.fps}"
         if self.crop:
-            c = self.crop
-            sample += f",crop={c.w}:{c.h}:{c.x}:{c.y}"
+            sample += f",{crop_filter(self.crop)}"
         sample += f",scale={INPUT_SIZE}:{INPUT_SIZE}:flags=area,format=rgb24"
         cmd = [s.ffmpeg, "-v", "error", "-nostdin", "-y"]
         if s.skip_loop_filter:  # deblocking is invisible after downscaling and costs a fifth of decoding

@@ -22,14 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .augment import random_view
-from .config import Settings
-from .dedupe import phash64
+from .config import PROJECT_ROOT, Settings
+from .dedupe import Deduplicator
 from .errors import AnimeBackError, MediaError
 from .features import PcaModel, import_tensorflow
 from .finetune import CARD_NAME, HEAD_NAME, ModelCard, init_projection, split_mobilenet
 from .imaging import is_uninformative, to_model_input
 from .library import VIDEO_EXTENSIONS, scan_library
-from .media import detect_borders, probe, read_frames
+from .media import Frame, detect_borders, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ VERSIONED_NAME = re.compile(re.escape(MODEL_PREFIX) + r"(\d+)")
 CHECKPOINT_DIR = ".train"
 # Consecutive anchors kept together in a batch: the neighbouring frames each view must not be confused with.
 RUN_LENGTH = 8
+ANCHOR_DISTANCE = 8  # pHash bits: a frame this close to the previous anchor is not a new anchor
 
 
 @dataclass
@@ -54,13 +55,6 @@ class TrainOptions:
     temperature: float = 0.05
     keep: float = 2.0  # weight of keeping clean frames' vectors near the untrained model's (its fine detail)
     seed: int = 0
-
-
-@dataclass
-class Anchor:
-    video: int
-    time: float
-    pixels: np.ndarray  # the frame at frame_width, for the distortions
 
 
 def next_model_folder(models_dir: Path) -> Path:
@@ -89,10 +83,12 @@ def training_videos(settings: Settings, folders: list[Path]) -> list[Path]:
     return videos
 
 
-def collect_anchors(videos: list[Path], settings: Settings, options: TrainOptions, progress: bool) -> list[Anchor]:
-    """Frames sampled from each video, without near-duplicates (a view could not tell them apart) or flat ones."""
-    anchors = []
-    for number, path in enumerate(tqdm(videos, desc="reading frames", unit="video", disable=not progress)):
+def collect_anchors(videos: list[Path], settings: Settings, options: TrainOptions,
+                    progress: bool) -> tuple[list[np.ndarray], list[Path]]:
+    """Frames (at frame_width, in video order) sampled from each video, without blank ones or near-duplicates
+    of the frame before (a distorted view could not tell them apart); and the videos that could be read."""
+    anchors, used = [], []
+    for path in tqdm(videos, desc="reading frames", unit="video", disable=not progress):
         try:
             info = probe(path, settings.media.ffprobe)
             crop = detect_borders(path, info, settings.media.ffmpeg)
@@ -100,17 +96,16 @@ def collect_anchors(videos: list[Path], settings: Settings, options: TrainOption
         except MediaError as exc:
             log.warning("skipping %s", exc.message)
             continue
-        last = None
-        for frame in frames:
-            value = phash64(to_model_input(frame.pixels))
-            if is_uninformative(frame.pixels) or (last is not None and (last ^ value).bit_count() <= 8):
-                continue
-            last = value
-            anchors.append(Anchor(number, frame.time, frame.pixels))
+        frames = [f for f in frames if not is_uninformative(f.pixels)]
+        # The index's own near-duplicate filter, comparing each frame with the last kept one only, on the CNN input.
+        dedupe = Deduplicator(max_distance=ANCHOR_DISTANCE, window=1, max_age_s=float("inf"), max_span_s=0)
+        squashed = (Frame(i, f.time, to_model_input(f.pixels)) for i, f in enumerate(frames))
+        anchors += [frames[kept.index].pixels for kept in dedupe.filter(squashed, info.duration)]
+        used.append(path)
     if len(anchors) < 2 * RUN_LENGTH:
-        raise AnimeBackError(f"only {len(anchors)} distinct frames in {len(videos)} video(s); training needs at "
-                             f"least {2 * RUN_LENGTH}")
-    return anchors
+        raise AnimeBackError(f"only {len(anchors)} distinct frames in {len(used)} readable video(s); training "
+                             f"needs at least {2 * RUN_LENGTH}")
+    return anchors, used
 
 
 class Trainer:
@@ -223,11 +218,11 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
         raise AnimeBackError(f"{out} already holds a finished model; choose another --out")
     videos = training_videos(settings, folders)
     started = time.monotonic()
-    anchors = collect_anchors(videos, settings, options, progress)
+    anchors, used = collect_anchors(videos, settings, options, progress)
     pca = PcaModel.load(pca_path(settings))
     trainer = Trainer(settings, out, options, pca)
     signature = {"videos": [str(v) for v in videos], "anchors": len(anchors), "options": asdict(options)}
-    clean = trainer.trunk_features([to_model_input(a.pixels) for a in anchors])
+    clean = trainer.trunk_features([to_model_input(a) for a in anchors])
     targets = trainer.embed(clean)  # the untrained model's vectors, before any checkpoint is loaded
     state = trainer.load_checkpoint()
     if state and {k: state.get(k) for k in signature} != signature:
@@ -237,12 +232,12 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
     history = state["history"] if state else []
     if done:
         log.info("resuming %s after round %d of %d", out, done, options.rounds)
-    log.info("training on %d frames of %d video(s), %d rounds of %d views", len(anchors), len(videos),
+    log.info("training on %d frames of %d video(s), %d rounds of %d views", len(anchors), len(used),
              options.rounds, options.views)
     bar = tqdm(total=options.rounds, initial=done, desc="training", unit="round", disable=not progress)
     for round_number in range(done, options.rounds):
         rng = np.random.default_rng([options.seed, round_number])
-        views = [to_model_input(random_view(a.pixels, rng)) for a in anchors for _ in range(options.views)]
+        views = [to_model_input(random_view(a, rng)) for a in anchors for _ in range(options.views)]
         view_feats = trainer.trunk_features(views).reshape(len(anchors), options.views, *clean.shape[1:])
         # Fresh views, not trained on yet: an honest running measure of what the model has learnt.
         before = view_top1(trainer.embed(clean), trainer.embed(view_feats.reshape(-1, *clean.shape[1:])))
@@ -257,18 +252,18 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
     numbered = VERSIONED_NAME.fullmatch(out.name)
     version = int(numbered.group(1)) if numbered else 1
     card = ModelCard(name="animeback", version=version, dim=pca.dim, training={
-        "videos": [v.name for v in videos], "frames": len(anchors), "options": asdict(options),
+        "videos": [v.name for v in used], "frames": len(anchors), "options": asdict(options),
         "history": history, "seconds": round(time.monotonic() - started), "initial_projection": pca.fingerprint()})
     card.save(out)
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-    return (f"trained {out} on {len(anchors)} frames of {len(videos)} video(s) in "
+    return (f"trained {out} on {len(anchors)} frames of {len(used)} video(s) in "
             f"{time.monotonic() - started:.0f} s; fresh-view top-1 {history[0]['fresh_view_top1']:.3f} -> "
             f"{history[-1]['fresh_view_top1']:.3f}\nto use it: set features.model to \"{_config_path(out, settings)}\" "
             "in config.json and run `python run.py process --reindex`")
 
 
 def _config_path(folder: Path, settings: Settings) -> str:
-    for base in (settings.base_dir, settings.path("models").parent):
+    for base in (settings.base_dir, PROJECT_ROOT):
         try:
             return str(folder.resolve().relative_to(Path(base).resolve()))
         except ValueError:

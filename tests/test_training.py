@@ -39,6 +39,7 @@ def trained(tmp_path_factory):
     videos = tmp / "videos"
     for seed in (31, 32):
         make_episode(videos / f"ep{seed}.mp4", seed=seed, duration=12.0, audio=False)
+    (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)  # not a video
     config = tmp / "config.json"
     config.write_text(json.dumps({"library_dir": str(tmp / "empty"), "data_dir": str(tmp / "data")}))
     out = tmp / "models" / "animeback-v1"
@@ -62,6 +63,7 @@ def trained(tmp_path_factory):
 def test_train_resumes_and_writes_a_versioned_model(trained):
     out, stdout, stderr, rounds_before, _ = trained
     assert f"resuming {out} after round {rounds_before} of 3" in stderr
+    assert "skipping" in stderr and "broken.mp4: not a readable video" in stderr and "Traceback" not in stderr
     card = json.loads((out / CARD_NAME).read_text())
     assert card["name"] == "animeback" and card["version"] == 1 and card["dim"] == 256
     assert [h["round"] for h in card["training"]["history"]] == [1, 2, 3]  # every round once, none repeated
