@@ -46,6 +46,7 @@ class FeatureSettings:
     pca: str = ""
     batch_size: int = 32
     threads: int = 0
+    half_frames: bool = False
 
 
 @dataclass
@@ -64,6 +65,7 @@ class SearchSettings:
     group_gap_s: float = 5.0
     span_tolerance: float = 0.05
     cut_borders: bool = True
+    mirror: bool = True
     max_image_bytes: int = 25 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     min_image_side: int = 16

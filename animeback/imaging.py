@@ -125,6 +125,15 @@ def to_model_input(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+HALF_REGIONS = ("left", "right", "top", "bottom")  # region codes 1-4 of the entries features.half_frames adds
+
+
+def halves(rgb: np.ndarray) -> list[np.ndarray]:
+    """The halves of an image, in HALF_REGIONS order (views, not copies)."""
+    h, w = rgb.shape[:2]
+    return [rgb[:, : w // 2], rgb[:, w // 2:], rgb[: h // 2], rgb[h // 2:]]
+
+
 # Window detection works on a copy this wide: enough for straight edges, cheap (a few ms).
 _WINDOW_WIDTH = 480
 # A luma step this large between neighbouring pixels is an edge; an edge line may have gaps this long.
@@ -135,6 +144,15 @@ _SIDE_COVERAGE = 0.85
 _SIDE_COVERAGE_V = 0.6  # the left and right sides: a picture's edge may blend into the surround in places
 _MIN_SIDE = 0.25  # of the image's width (or height): shorter lines are details of a picture, not a window
 _MIN_AREA = 0.2  # of the image: a smaller framed rectangle is a detail of the picture (a sign, a screen in it)
+
+
+def _gray_copy(rgb: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """A grey copy of an image at most `width` wide (area averaging), and its scale."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, width / w)
+    small = cv2.resize(np.ascontiguousarray(rgb), (max(8, round(w * scale)), max(8, round(h * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), scale
 
 
 def _edge_maps(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,10 +183,15 @@ def _long_lines(edges: np.ndarray, min_length: int) -> list[tuple[int, int, int]
 VIDEO_ASPECTS = (4 / 3, 16 / 9, 1.85, 2.35, 2.39)
 
 
-def _aspect_error(width: int, height: int) -> float:
-    """Relative distance of a rectangle's shape from the nearest video frame shape."""
+def window_aspects(library: tuple[float, ...] | list[float]) -> tuple[float, ...]:
+    """The shapes a picture in a window may have: the common video shapes, and those of the library's videos."""
+    return VIDEO_ASPECTS + tuple(a for a in library if min(abs(a / b - 1) for b in VIDEO_ASPECTS) > 0.01)
+
+
+def _aspect_error(width: int, height: int, aspects: tuple[float, ...]) -> float:
+    """Relative distance of a rectangle's shape from the nearest of the given frame shapes."""
     aspect = width / max(height, 1)
-    return min(abs(aspect / a - 1) for a in VIDEO_ASPECTS)
+    return min(abs(aspect / a - 1) for a in aspects)
 
 
 def _line_positions(indices: np.ndarray) -> list[int]:
@@ -182,14 +205,11 @@ def _line_positions(indices: np.ndarray) -> list[int]:
     return positions
 
 
-def find_window(rgb: np.ndarray) -> Box | None:
-    """The video picture inside a player window, browser page or other chrome: the largest rectangle of a
-    video's proportions whose four sides are straight edges; None when there is none."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, _WINDOW_WIDTH / w)
-    small = cv2.resize(np.ascontiguousarray(rgb), (max(8, round(w * scale)), max(8, round(h * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
-    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+def find_windows(rgb: np.ndarray, aspects: tuple[float, ...] = VIDEO_ASPECTS, limit: int = 2) -> list[Box]:
+    """Where the video picture may lie inside a player window, browser page or other chrome: up to `limit`
+    distinct rectangles of a video's proportions (`aspects`: width / height) whose four sides are straight edges,
+    the likeliest first (closest to a video's shape, then biggest); empty when there is none."""
+    gray, scale = _gray_copy(rgb, _WINDOW_WIDTH)
     sh, sw = gray.shape
     horizontal, vertical = _edge_maps(gray)
     # Candidate sides: x positions of long vertical edges (a side may be broken where the picture's edge
@@ -198,7 +218,7 @@ def find_window(rgb: np.ndarray) -> Box | None:
     # Prefix sums: the edge coverage of any row span or column span in O(1).
     row_sums = np.pad(np.cumsum(horizontal, axis=1), ((0, 0), (1, 0)))
     col_sums = np.pad(np.cumsum(vertical, axis=0), ((1, 0), (0, 0)))
-    best, best_score = None, (0, 0)
+    candidates = []
     for i, left in enumerate(xs):
         for right in xs[i + 1:]:
             if right - left < _MIN_SIDE * sw:
@@ -209,8 +229,9 @@ def find_window(rgb: np.ndarray) -> Box | None:
             if len(rows) < 2:
                 continue
             # Runs of covered rows are the horizontal lines across this span: a window's outline, its title and
-            # control bars, but also straight edges inside the picture. The picture is the pair of lines that
-            # makes the rectangle closest to a video's proportions (+ 1: entry i lies between pixels i and i + 2).
+            # control bars, but also straight edges inside the picture and the picture's own black bars. Any
+            # pair of them close to a video's proportions may be the picture (+ 1: entry i lies between pixels
+            # i and i + 2).
             lines = [y + 1 for y in _line_positions(rows)]
             bw = x1 - x0
             for k, top in enumerate(lines):
@@ -218,18 +239,90 @@ def find_window(rgb: np.ndarray) -> Box | None:
                     bh = bottom - top
                     if bh < _MIN_SIDE * sh or bw * bh < _MIN_AREA * sw * sh or (bw >= sw - 4 and bh >= sh - 4):
                         continue
-                    error = _aspect_error(bw, bh)
-                    # Closest to a video's shape first, in steps of about the measuring error; among equally
-                    # good shapes, the biggest.
-                    score = (round(error / 0.012), -bw * bh)
-                    if error > 0.03 or (best is not None and score >= best_score):
+                    error = _aspect_error(bw, bh, aspects)
+                    if error > 0.03:
                         continue
-                    y0, y1 = top, bottom
-                    sides = (col_sums[y1, [left, right]] - col_sums[y0, [left, right]]) / max(y1 - y0, 1)
+                    sides = (col_sums[bottom, [left, right]] - col_sums[top, [left, right]]) / max(bh, 1)
                     if sides.min() >= _SIDE_COVERAGE_V:
-                        best, best_score = (x0, top, bw, bh), score
-    if best is None:
-        return None
-    x, y, bw, bh = (v / scale for v in best)
+                        # Closest to a video's shape first, in steps of about the measuring error; among
+                        # equally good shapes, the biggest.
+                        candidates.append(((round(error / 0.012), -bw * bh), (x0, top, bw, bh)))
     inset = 1.5 / scale  # keep no sliver of the chrome
-    return Box(int(np.ceil(x + inset)), int(np.ceil(y + inset)), int(bw - 2 * inset), int(bh - 2 * inset))
+    found: list[Box] = []
+    for _, rectangle in sorted(candidates):
+        x, y, bw, bh = (v / scale for v in rectangle)
+        box = Box(int(np.ceil(x + inset)), int(np.ceil(y + inset)), int(bw - 2 * inset), int(bh - 2 * inset))
+        if all(boxes_differ(box, other) for other in found):
+            found.append(box)
+        if len(found) == limit:
+            break
+    return found
+
+
+def boxes_differ(a: Box, b: Box, share: float = 0.02) -> bool:
+    """Whether two boxes differ by more than `share` of the larger one's longer side on any edge."""
+    tolerance = share * max(a.w, a.h, b.w, b.h)
+    return any(abs(p - q) > tolerance for p, q in zip(a.as_list(), b.as_list()))
+
+
+# A photo of a screen shows the picture as a bright quadrilateral, seen at an angle, inside a darker surround.
+_SCREEN_WIDTH = 480  # detection works on a copy this wide
+_SURROUND_STEP = 10  # luma levels above the surround's brightest tones (along the image's edge) that are picture
+_MIN_SCREEN_AREA = 0.2  # of the image
+_MIN_SKEW = 0.01  # of the image's size: a quadrilateral closer than this to an upright box is left to content_box
+
+
+def find_screen(rgb: np.ndarray) -> np.ndarray | None:
+    """The corners (top-left, top-right, bottom-right, bottom-left; float x, y) of a picture seen at an angle
+    inside a surround, as in a phone photo of a screen; None when there is none or it is upright."""
+    gray, scale = _gray_copy(rgb, _SCREEN_WIDTH)
+    edge = np.concatenate([gray[:3].ravel(), gray[-3:].ravel(), gray[:, :3].ravel(), gray[:, -3:].ravel()])
+    # Mostly the screen is brighter than the room around it; a dark scene on a screen is darker than a lit room.
+    for mask in (gray > np.percentile(edge, 95) + _SURROUND_STEP, gray < np.percentile(edge, 5) - _SURROUND_STEP):
+        corners = _skewed_quad(mask.astype(np.uint8))
+        if corners is not None:
+            return corners / scale
+    return None
+
+
+def _skewed_quad(mask: np.ndarray) -> np.ndarray | None:
+    """The four corners of the largest region of a mask if it is a skewed quadrilateral of at least
+    _MIN_SCREEN_AREA of the mask; None otherwise."""
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))  # close specks in the picture
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    if cv2.contourArea(hull) < _MIN_SCREEN_AREA * mask.size:
+        return None
+    quad = cv2.approxPolyDP(hull, 0.02 * cv2.arcLength(hull, True), True).reshape(-1, 2).astype(np.float32)
+    if len(quad) != 4:
+        return None
+    total, diff = quad.sum(axis=1), quad[:, 1] - quad[:, 0]
+    corners = quad[[np.argmin(total), np.argmin(diff), np.argmax(total), np.argmax(diff)]]
+    if len({tuple(c) for c in corners}) < 4:
+        return None
+    x0, y0 = corners.min(axis=0)
+    x1, y1 = corners.max(axis=0)
+    upright = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    if np.abs(corners - upright).max() < _MIN_SKEW * max(mask.shape):
+        return None
+    return corners
+
+
+def unwarp(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """The picture inside four corners (as find_screen gives them) as an upright rectangle: perspective undone."""
+    tl, tr, br, bl = corners
+    w = max(8, int(round((np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2)))
+    h = max(8, int(round((np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2)))
+    target = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    return cv2.warpPerspective(np.ascontiguousarray(rgb), cv2.getPerspectiveTransform(np.float32(corners), target),
+                               (w, h), flags=cv2.INTER_AREA)
+
+
+def bounding_box(corners: np.ndarray, shape: tuple[int, ...]) -> Box:
+    """The upright box around corner points, inside an image of this shape."""
+    h, w = shape[:2]
+    x0, y0 = np.clip(np.floor(corners.min(axis=0)), 0, [w, h]).astype(int)
+    x1, y1 = np.clip(np.ceil(corners.max(axis=0)), 0, [w, h]).astype(int)
+    return Box(int(x0), int(y0), int(x1 - x0), int(y1 - y0))

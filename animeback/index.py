@@ -11,6 +11,7 @@ from pathlib import Path
 from .config import Settings
 from .errors import IndexBusyError, IndexMismatchError
 from .features import Embedder, PcaModel
+from .imaging import HALF_REGIONS
 from .stores import VectorStore
 from .stores.host import RemoteCatalogue, connect
 
@@ -69,7 +70,13 @@ class Index:
 
     @property
     def model_name(self) -> str:
-        return self.embedder.model_name
+        """What the index records of how its vectors were made: the model, and whether halves have entries."""
+        return self.embedder.model_name + ("+halves" if self.settings.features.half_frames else "")
+
+    @property
+    def vectors_per_frame(self) -> int:
+        """Entries per kept frame: the whole frame, plus its four halves with features.half_frames."""
+        return 1 + len(HALF_REGIONS) if self.settings.features.half_frames else 1
 
     def indexed_model(self) -> str | None:
         """The model the stored vectors were made with (None for an empty index)."""
@@ -86,18 +93,21 @@ class Index:
     def refresh_stats(self) -> dict:
         """Recompute library totals from the catalogue and store them for /status and frameCount."""
         stats = {"series": 0, "episodes": 0, "failed": 0, "vectors": 0, "video_seconds": 0.0}
-        series = set()
+        series, aspects = set(), set()
         for record in self.catalogue.episodes():
             if record.status == "indexed":
                 series.add(record.series_id)
+                width, height = (record.crop[2], record.crop[3]) if record.crop else (record.width, record.height)
+                if width and height:
+                    aspects.add(round(width / height, 3))
                 stats["episodes"] += 1
-                stats["vectors"] += record.frames_kept
+                stats["vectors"] += record.vectors or record.frames_kept
                 stats["video_seconds"] += record.duration
             elif record.status == "failed":
                 stats["failed"] += 1
         stats["series"] = len(series)
+        stats["aspects"] = sorted(aspects)  # the library's frame shapes (width / height), for finding windows
         self.catalogue.put_meta("stats", stats)
-        self.catalogue.put_meta("vector_count", stats["vectors"])
         return stats
 
     def reset(self) -> None:

@@ -20,11 +20,13 @@ from tqdm import tqdm
 
 from .dedupe import Deduplicator, KeptFrame
 from .errors import MediaError
+from .imaging import halves, to_model_input
 from .index import Index
 from .library import EpisodeFile, content_hash, read_series_metadata, scan_library
 from .media import FrameSampler, detect_borders, probe
+from .mobilenet import INPUT_SIZE
 from .stores import EpisodeRecord, FrameRow
-from .stores.catalogue import frame_id
+from .stores.catalogue import MAX_SAMPLES, frame_id
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +87,15 @@ class EpisodeIndexer:
         self.settings = index.settings
 
     def _write(self, record: EpisodeRecord, kept: list[KeptFrame]) -> int:
-        vectors = self.index.embedder.embed(np.stack([k.pixels for k in kept]))
-        rows = [FrameRow(frame_id(record.id, k.index), record.id, record.series_id, k.time, k.start, k.end, v)
-                for k, v in zip(kept, vectors)]
+        """Embed and store kept frames (with features.half_frames, their halves too); returns vectors written."""
+        views = [(k, 0, to_model_input(k.pixels)) for k in kept]
+        if self.settings.features.half_frames:
+            # A half is stretched to the CNN's square input as a screenshot of that half would be; frames are
+            # sampled at twice the CNN's size for this, so that a half keeps the detail such a screenshot has.
+            views += [(k, region, to_model_input(half)) for k in kept for region, half in enumerate(halves(k.pixels), 1)]
+        vectors = self.index.embedder.embed(np.stack([pixels for _, _, pixels in views]))
+        rows = [FrameRow(frame_id(record.id, k.index, region), record.id, record.series_id, k.time, k.start, k.end, v)
+                for (k, region, _), v in zip(views, vectors)]
         self.index.vectors.insert(rows)
         self.index.catalogue.put_frames([(r.id, r.episode, r.time, r.start, r.end) for r in rows])
         return len(rows)
@@ -96,6 +104,9 @@ class EpisodeIndexer:
         s = self.settings
         catalogue = self.index.catalogue
         info = probe(file.path, s.media.ffprobe)
+        if info.duration * s.media.sample_fps >= MAX_SAMPLES:
+            raise MediaError(f"{file.path}: too long to index ({info.duration:.0f} s at media.sample_fps "
+                             f"{s.media.sample_fps:g} is more than {MAX_SAMPLES} samples)")
         crop = detect_borders(file.path, info, s.media.ffmpeg)
         record = EpisodeRecord(id=catalogue.new_episode_id(), series_id=file.series_id, relpath=file.relpath,
                                status="indexing", size=file.size, mtime_ns=file.mtime_ns, content_hash=digest,
@@ -107,7 +118,8 @@ class EpisodeIndexer:
         preview_tmp = s.data_path / f"{preview_rel}.part" if preview_rel else None
         if preview_tmp:
             preview_tmp.parent.mkdir(parents=True, exist_ok=True)
-        sampler = FrameSampler(file.path, info, s.media.sample_fps, crop, preview_tmp, s.media)
+        size = 2 * INPUT_SIZE if s.features.half_frames else INPUT_SIZE
+        sampler = FrameSampler(file.path, info, s.media.sample_fps, crop, preview_tmp, s.media, size=size)
         dedupe = Deduplicator(s.dedupe.max_distance, s.dedupe.window, s.dedupe.max_age_s, s.dedupe.max_span_s)
         batch: list[KeptFrame] = []
         written = 0
@@ -133,7 +145,8 @@ class EpisodeIndexer:
         finally:
             bar.close()
         record.status, record.preview = "indexed", preview_rel
-        record.frames_sampled, record.frames_kept, record.indexed_at = dedupe.sampled, written, time.time()
+        record.frames_sampled, record.frames_kept, record.vectors = dedupe.sampled, dedupe.kept, written
+        record.indexed_at = time.time()
         catalogue.put_episode(record)
         catalogue.put_meta("model", self.index.model_name)
         return record
@@ -146,7 +159,7 @@ def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str) ->
         if record.relpath == file.relpath and record.status in ("indexing", "failed"):
             index.vectors.delete_episode(record.id)
             catalogue.delete_frames(record.id)
-            record.status, record.error, record.frames_kept = "failed", error, 0
+            record.status, record.error, record.frames_kept, record.vectors = "failed", error, 0, 0
             record.size, record.mtime_ns, record.content_hash = file.size, file.mtime_ns, digest
             catalogue.put_episode(record)
             return
@@ -223,7 +236,7 @@ def _index_files(index: Index, worker: EpisodeIndexer, todo: list[EpisodeFile], 
         report.video_seconds += record.duration
         report.frames_sampled += record.frames_sampled
         report.frames_kept += record.frames_kept
-        report.vectors_written += record.frames_kept
+        report.vectors_written += record.vectors
 
 
 def _unchanged(record: EpisodeRecord | None, file: EpisodeFile) -> bool:

@@ -156,12 +156,13 @@ def preview_height(info: VideoInfo, wanted: int) -> int:
 
 
 class FrameSampler:
-    """Decodes a video once: streams frames sampled at `fps` (cropped, squashed to the CNN input) through a
-    pipe while the same ffmpeg process writes the web preview mp4."""
+    """Decodes a video once: streams frames sampled at `fps` (cropped, squashed to `size` x `size`, by default the
+    CNN input) through a pipe while the same ffmpeg process writes the web preview mp4."""
 
     def __init__(self, path: Path, info: VideoInfo, fps: float, crop: Box | None, preview: Path | None,
-                 media_settings, queue_size: int = 256):
+                 media_settings, queue_size: int = 256, size: int = INPUT_SIZE):
         self.path, self.info, self.fps, self.crop, self.preview = path, info, fps, crop, preview
+        self.size = size
         self.settings = media_settings
         self.frames_read = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -173,7 +174,7 @@ class FrameSampler:
         sample = f"setpts=PTS-STARTPTS,fps={self.fps}"
         if self.crop:
             sample += f",{crop_filter(self.crop)}"
-        sample += f",scale={INPUT_SIZE}:{INPUT_SIZE}:flags=area,format=rgb24"
+        sample += f",scale={self.size}:{self.size}:flags=area,format=rgb24"
         cmd = [s.ffmpeg, "-v", "error", "-nostdin", "-y"]
         if s.skip_loop_filter:  # deblocking is invisible after downscaling and costs a fifth of decoding
             cmd += ["-skip_loop_filter", "all"]
@@ -193,7 +194,7 @@ class FrameSampler:
         return cmd
 
     def _read_frames(self) -> None:
-        frame_bytes = INPUT_SIZE * INPUT_SIZE * 3
+        frame_bytes = self.size * self.size * 3
         stdout = self._process.stdout
         index = 0
         try:
@@ -201,7 +202,7 @@ class FrameSampler:
                 buf = stdout.read(frame_bytes)  # a buffered reader: returns a whole frame, or less only at EOF
                 if len(buf) < frame_bytes:
                     break
-                pixels = np.frombuffer(buf, np.uint8).reshape(INPUT_SIZE, INPUT_SIZE, 3)
+                pixels = np.frombuffer(buf, np.uint8).reshape(self.size, self.size, 3)
                 self._queue.put(Frame(index, index / self.fps, pixels))
                 index += 1
         finally:

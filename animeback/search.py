@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .imaging import (Box, content_box, decode_query_image, find_window, is_cropped, is_uninformative,
-                      to_model_input)
+from .imaging import (VIDEO_ASPECTS, Box, bounding_box, boxes_differ, content_box, decode_query_image, find_screen,
+                      find_windows, is_cropped, is_uninformative, to_model_input, unwarp, window_aspects)
 from .index import Index
 from .stores import Hit
+from .stores.catalogue import whole_frame_id
 
 
+MILVUS_MAX_TOPK = 16384  # the most results Milvus returns per query vector
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
 AT_TIE = 0.005
 
@@ -85,34 +88,61 @@ def moment(best: Hit, lo: float, hi: float, hits: list[Hit], tie: float) -> floa
     return tied[len(tied) // 2] if tied else best.time
 
 
+# A full query matched through one half of another frame scores near that frame's whole-frame match by chance
+# more often than a real whole-frame match does (measured: letterboxed and pillarboxed queries matched a neighbour
+# shot's half); half-entry hits count this much less, so at equal evidence the whole frame wins.
+HALF_ENTRY_PENALTY = 0.015
+
+
 def merge_variant_hits(per_variant: list[list[Hit]]) -> list[Hit]:
-    """One list of hits from several query variants, keeping each frame's best similarity."""
+    """One list of hits from several query variants, keeping each frame's best similarity (over the frame's
+    entries: the whole frame and, with features.half_frames, its halves less HALF_ENTRY_PENALTY), under the whole
+    frame's id."""
     best: dict[int, Hit] = {}
     for hits in per_variant:
         for h in hits:
-            if h.id not in best or h.similarity > best[h.id].similarity:
-                best[h.id] = h
+            fid = whole_frame_id(h.id)
+            similarity = h.similarity - (HALF_ENTRY_PENALTY if fid != h.id else 0.0)
+            if fid not in best or similarity > best[fid].similarity:
+                best[fid] = dataclasses.replace(h, id=fid, similarity=similarity)
     return list(best.values())
 
 
-def query_regions(rgb: np.ndarray, cut_borders: bool) -> list[tuple[str, Box]]:
-    """The parts of a query to search: the whole image and, with cut_borders, the picture found inside black
-    borders and the picture found inside a player window or page (when they differ from what is listed)."""
+@dataclass(frozen=True)
+class QueryRegion:
+    """A part of the query to search: its name, where it lies in the query, and its pixels."""
+
+    name: str
+    box: Box  # for a picture seen at an angle, the upright box around it
+    pixels: np.ndarray
+
+
+def query_regions(rgb: np.ndarray, cut_borders: bool, mirror: bool = True,
+                  aspects: tuple[float, ...] = VIDEO_ASPECTS) -> list[QueryRegion]:
+    """The parts of a query to search: the whole image; with mirror, the whole image flipped (screenshots are
+    often posted flipped); with cut_borders, the picture found inside black borders, inside a player window or
+    page (a rectangle of one of `aspects`), and seen at an angle in a photo of a screen (when they differ from
+    what is listed)."""
     h, w = rgb.shape[:2]
-    regions = [("full", Box(0, 0, w, h))]
+    whole = Box(0, 0, w, h)
+    regions = [QueryRegion("full", whole, rgb)]
+    if mirror:
+        regions.append(QueryRegion("flipped", whole, np.ascontiguousarray(rgb[:, ::-1])))
     if cut_borders:
         found = content_box(rgb)
         if is_cropped(found, rgb.shape):
-            regions.append(("borders_cut", found))
-        window = find_window(rgb)
-        if window is not None and all(_differs(window, box) for _, box in regions):
-            regions.append(("window", window))
+            regions.append(QueryRegion("borders_cut", found, found.crop(rgb)))
+        for window in find_windows(rgb, aspects):
+            # A film shown in a player keeps its own black bars inside the window.
+            inner = content_box(window.crop(rgb))
+            window = Box(window.x + inner.x, window.y + inner.y, inner.w, inner.h)
+            if all(boxes_differ(window, r.box) for r in regions):
+                regions.append(QueryRegion("window", window, window.crop(rgb)))
+        corners = find_screen(rgb)
+        if corners is not None:
+            picture = unwarp(rgb, corners)
+            regions.append(QueryRegion("screen", bounding_box(corners, rgb.shape), content_box(picture).crop(picture)))
     return regions
-
-
-def _differs(a: Box, b: Box, share: float = 0.02) -> bool:
-    tolerance = share * max(a.w, a.h, b.w, b.h)
-    return any(abs(p - q) > tolerance for p, q in zip(a.as_list(), b.as_list()))
 
 
 def decode_query(settings, data: bytes) -> np.ndarray:
@@ -139,15 +169,19 @@ class Searcher:
         s = self.settings
         cut_borders = s.cut_borders if cut_borders is None else cut_borders
         limit = min(limit or s.max_results, s.max_results)
-        regions = [(name, box) for name, box in query_regions(rgb, cut_borders) if not is_uninformative(box.crop(rgb))]
+        stats = self.index.catalogue.get_meta("stats") or {}
+        aspects = window_aspects(stats.get("aspects", ()))
+        regions = [r for r in query_regions(rgb, cut_borders, s.mirror, aspects) if not is_uninformative(r.pixels)]
         if not regions:  # any blank frame would match any other: no answer is better than a random one
-            return SearchOutcome(self.index.catalogue.get_meta("vector_count", 0), [], None, [], uninformative=True)
-        vectors = self.index.embedder.embed(np.stack([to_model_input(box.crop(rgb)) for _, box in regions]))
-        per_variant = self.index.vectors.search(vectors, s.candidates, series)
+            return SearchOutcome(stats.get("vectors", 0), [], None, [], uninformative=True)
+        vectors = self.index.embedder.embed(np.stack([to_model_input(r.pixels) for r in regions]))
+        # With half-frame entries a frame has several; ask for as many more, so as many frames are seen.
+        candidates = min(s.candidates * self.index.vectors_per_frame, MILVUS_MAX_TOPK)
+        per_variant = self.index.vectors.search(vectors, candidates, series)
         hits = merge_variant_hits(per_variant)
         # The region reported is the one whose vector found the best match.
         best_variant = max(range(len(regions)), key=lambda i: max((h.similarity for h in per_variant[i]), default=-1))
-        box = regions[best_variant][1]
+        box = regions[best_variant].box
         margin = 1.0 / self.index.settings.media.sample_fps
         groups = group_hits(hits, s.group_gap_s, s.span_tolerance, limit)
         matches = []
@@ -163,8 +197,8 @@ class Searcher:
                                       max(0.0, lo - margin), moment(best, lo, hi, hits, AT_TIE),
                                       min(hi + margin, record.duration),
                                       float(np.clip(best.similarity, 0.0, 1.0))))
-        return SearchOutcome(self.index.catalogue.get_meta("vector_count", 0), matches,
-                             box if is_cropped(box, rgb.shape) else None, [name for name, _ in regions])
+        return SearchOutcome(stats.get("vectors", 0), matches,
+                             box if is_cropped(box, rgb.shape) else None, [r.name for r in regions])
 
 
 def series_key(series_id: str) -> int | str:

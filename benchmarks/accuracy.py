@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/accuracy.py [--queries 20] [--seed 7] [--holdout tom_and_jerry_trap_happy.mp4]
 
-Index A holds every shared clip; each clip is queried at --queries seeded random times under each distortion.
-A hit is correct when it names the right file and its `at` is within 1 s of the true time or the true time lies
-inside its from..to. Index B leaves out the holdout clip; its frames, queried against B, are the not-indexed
-screenshots that set the similarity threshold (the 99th percentile of their top similarity).
+Index A holds every shared clip; each clip is queried at --queries seeded random times under each distortion
+(a time whose frame is blank, black or a fade, is drawn again and named in the output). A hit is correct when it
+names the right file and its `at` is within 1 s of the true time or the true time lies inside its from..to.
+Index B leaves out the holdout clip; its frames, queried against B, are the not-indexed screenshots that set the
+similarity threshold (the 99th percentile of their top similarity).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from animeback.index import Index
 from animeback.indexer import process_library
 from animeback.media import probe
 from animeback.pca import train_library_pca
+from animeback.imaging import is_uninformative
 from animeback.search import Searcher
 
 
@@ -34,6 +36,29 @@ def query_plan(clips: list[Path], per_clip: int, seed: int) -> list[tuple[Path, 
         duration = probe(clip).duration
         plan += [(clip, round(float(t), 3)) for t in rng.uniform(0.2, max(0.3, duration - 0.3), per_clip)]
     return plan
+
+
+def query_frames(clips: list[Path], per_clip: int, seed: int):
+    """The seeded query times and their frames. A time whose frame is blank (black, a fade) is drawn again from a
+    second generator: a blank picture looks like any other blank frame, so it has no right answer (AnimeBack
+    declines it as uninformative). Returns (plan, {(clip, t): RGB frame}, the blank (clip, t) drawn again)."""
+    plan, frames, blanks = [], {}, []
+    redraw = np.random.default_rng(seed + 1)
+    for clip, t in query_plan(clips, per_clip, seed):
+        frame = grab_rgb(clip, t)
+        while is_uninformative(frame):
+            blanks.append((clip, t, frame))
+            t = round(float(redraw.uniform(0.2, max(0.3, probe(clip).duration - 0.3))), 3)
+            frame = grab_rgb(clip, t)
+        plan.append((clip, t))
+        frames[(clip, t)] = frame
+    return plan, frames, blanks
+
+
+def describe_blanks(blanks) -> str:
+    """One line naming the blank query times that were drawn again."""
+    where = ", ".join(f"{clip.stem} {t:.2f} s" for clip, t, _ in blanks) or "none"
+    return f"blank query times drawn again: {len(blanks)} ({where})"
 
 
 def build(workdir: Path, clips: list[Path], embedder, overrides: dict, train_pca: bool) -> tuple[Index, float]:
@@ -66,8 +91,7 @@ def main() -> None:
 
     clips = shared_clips()
     holdout = [c for c in clips if c.name == args.holdout]
-    plan = query_plan(clips, args.queries, args.seed)
-    frames = {(clip, t): grab_rgb(clip, t) for clip, t in plan}
+    plan, frames, blanks = query_frames(clips, args.queries, args.seed)
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         index_a, seconds = build(Path(tmp) / "a", clips, None, overrides, args.train_pca)
@@ -110,6 +134,7 @@ def main() -> None:
           f"({vectors / video_seconds:.2f}/s, {vectors * 1024 / video_seconds:.0f} vector bytes/s), built in {seconds:.1f} s")
     print(f"queries: {len(plan)} per distortion ({args.queries} per clip, seed {args.seed}); settings "
           f"{overrides or 'default'}; PCA {'fitted on each library (train-pca)' if args.train_pca else 'shipped default'}")
+    print(describe_blanks(blanks))
     print(f"\n{'distortion':<18} {'top-1':>7} {'sim p5':>7} {'sim p50':>8} {'top-1 above threshold':>22}")
     for name in DISTORTIONS:
         above = sum(s >= threshold for s in similarities[name]) / len(plan)

@@ -1,17 +1,19 @@
 """Indexing speed: `process` wall time over ffmpeg's plain decode time of the same 1080p H.264 input,
 and the throughput of each stage.
 
-    .venv/bin/python benchmarks/indexing_speed.py [--minutes 3]
+    .venv/bin/python benchmarks/indexing_speed.py [--minutes 3] [--half-frames]
 
 The input is Big Buck Bunny's first 30 s (shared clips) upscaled to 1920x1080 H.264 and looped to --minutes,
 made once into benchmarks/results/. The floor is `ffmpeg -i input -map 0:v -f null -` (best of 3).
 `process` is timed in-process, from the start of `process_library` to its end (model already loaded), and as
-the whole CLI command for reference.
+the whole CLI command for reference. --half-frames indexes with features.half_frames (entries for the halves of
+every kept frame too).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,7 @@ def timed(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--half-frames", action="store_true", help="index with features.half_frames on")
     args = parser.parse_args()
     video = make_input(args.minutes)
     info = probe(video)
@@ -64,12 +67,15 @@ def main() -> None:
         tmp = Path(tmp)
         library = tmp / "library"
         link_library(library, [video])
-        settings = settings_for(tmp, library)
+        overrides = {"features.half_frames": True} if args.half_frames else {}
+        settings = settings_for(tmp, library, **overrides)
         embedder = Embedder(settings.path(settings.features.weights), PcaModel.load(pca_path(settings)))
         with Index(settings, embedder) as index:
             report = process_library(index, progress=False)
         cli_settings = tmp / "cli"
         link_library(cli_settings / "library", [video])
+        if args.half_frames:
+            (cli_settings / "config.json").write_text(json.dumps({"features": {"half_frames": True}}))
         cli = timed(lambda: subprocess.run([sys.executable, str(ROOT / "run.py"), "-q", "--config",
                                             str(cli_settings / "config.json"), "process"], check=True,
                                            stdout=subprocess.DEVNULL))
@@ -93,7 +99,7 @@ def main() -> None:
     print(f"input: {video.name}, {info.duration:.0f} s, {info.width}x{info.height} H.264")
     print(f"ffmpeg plain decode (floor): {decode:.1f} s ({info.duration / decode:.1f}x real time)")
     print(f"process (in-process, model loaded): {report.wall_seconds:.1f} s = {report.wall_seconds / decode:.2f}x "
-          f"the floor; sampled {report.frames_sampled}, kept {report.frames_kept}")
+          f"the floor; sampled {report.frames_sampled}, kept {report.frames_kept}, vectors {report.vectors_written}")
     print(f"process (whole CLI command, incl. ~5 s start-up): {cli:.1f} s = {cli / decode:.2f}x the floor")
     print(f"stages at sample_fps={fps:g}: decode+sample {n / sample_only:.0f} frames/s ({sample_only:.1f} s); "
           f"decode+sample+preview {with_preview:.1f} s; pHash {n / hashing:.0f} frames/s; "

@@ -7,7 +7,10 @@ Same protocol as accuracy.py (seeded query times per clip, correct = right file 
 time inside from..to), with the distortions people really post (benchmarks/common.py ROBUST_DISTORTIONS). For
 each method, the not-indexed screenshots (the holdout clip's queries under every distortion, searched in an index
 without it) set the threshold that at most 1% of them reach; a correct answer counts only at or above it.
-Both methods see the same queries in the same run. Also prints index bytes per second of video and p50 latency.
+Every method sees the same queries in the same run: ImageNet + PCA (the default), the same with half-frame index
+entries (features.half_frames), each --model, and the colour-layout baseline. Query times whose frame is blank are
+drawn again (accuracy.query_frames); the line under the header says which, and whether each method declined
+them. Also prints index bytes per second of video and search latency.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from accuracy import build, query_plan
+from accuracy import build, describe_blanks, query_frames
 from colour_layout import ColourLayoutIndex
-from common import ROOT, ROBUST_DISTORTIONS, grab_rgb, percentile, shared_clips
+from common import ROOT, ROBUST_DISTORTIONS, percentile, shared_clips
 
 from animeback.config import Settings
 from animeback.features import Embedder
@@ -58,27 +61,30 @@ def main() -> None:
     clips = shared_clips()
     holdout = [c for c in clips if c.name == args.holdout]
     kept = [c for c in clips if c not in holdout]
-    plan = query_plan(clips, args.queries, args.seed)
-    frames = {(clip, t): grab_rgb(clip, t) for clip, t in plan}
+    plan, frames, blanks = query_frames(clips, args.queries, args.seed)
     queries = {}  # the same distorted image for both methods
     for name, distort in ROBUST_DISTORTIONS.items():
         rng = np.random.default_rng(args.seed)
         queries[name] = [distort(frames[key], rng) for key in plan]
 
     settings = Settings(base_dir=ROOT)
-    embedders = {"imagenet": None}  # None: the installation's default (ImageNet CNN + shipped PCA)
+    # name: (embedder, setting overrides); None: the installation's default (ImageNet CNN + shipped PCA)
+    embedders = {"imagenet": (None, {}), "imagenet+halves": (None, {"features.half_frames": True})}
     for folder in args.model:
-        embedders[folder.name] = Embedder(settings.path(settings.features.weights), None, trained=folder)
+        embedders[folder.name] = (Embedder(settings.path(settings.features.weights), None, trained=folder), {})
     results, methods = {}, {}
+    declined = {}
     with tempfile.TemporaryDirectory() as tmp:
         negative_search, indexes = {}, []
-        for name, embedder in embedders.items():
-            index_a, _ = build(Path(tmp) / f"{name}-a", clips, embedder, {}, False)
-            index_b, _ = build(Path(tmp) / f"{name}-b", kept, index_a.embedder, {}, False)
+        for name, (embedder, overrides) in embedders.items():
+            index_a, _ = build(Path(tmp) / f"{name}-a", clips, embedder, overrides, False)
+            index_b, _ = build(Path(tmp) / f"{name}-b", kept, index_a.embedder, overrides, False)
             indexes += [index_a, index_b]
             video_seconds = sum(r.duration for r in index_a.catalogue.episodes())
             methods[name] = (_ours(Searcher(index_a)), index_a.vectors.count() * index_a.embedder.dim * 4 / video_seconds)
             negative_search[name] = _ours(Searcher(index_b))
+            declined[name] = sum(Searcher(index_a).search(frame, cut_borders=True).uninformative
+                                 for _, _, frame in blanks)
         cld_a = ColourLayoutIndex.build(clips)
         methods["colour_layout"] = (_baseline(cld_a), cld_a.bytes / video_seconds)
         negative_search["colour_layout"] = _baseline(ColourLayoutIndex.build(kept))
@@ -104,6 +110,8 @@ def main() -> None:
 
     print(f"{len(plan)} queries per distortion ({args.queries} per clip, seed {args.seed}); "
           f"not-indexed: {args.holdout} under every distortion")
+    print(describe_blanks(blanks) + "; declined as uninformative: "
+          + ", ".join(f"{name} {count}/{len(blanks)}" for name, count in declined.items()))
     header = f"{'distortion':<18}" + "".join(f"{m[:16] + ' top-1':>22}{'@1%':>8}" for m in results)
     print(header)
     for name in ROBUST_DISTORTIONS:

@@ -2,7 +2,7 @@
 // The search page: take an image (paste, drop, file, URL, /?url=), shrink it, POST it to /search, show scenes.
 
 const MAX_WIDTH = 640;          // the browser shrinks images to this width before upload, as trace.moe's page does
-const LOW_SIMILARITY = 0.75;    // below this a result is probably wrong: show a still, not a playing clip
+const LOW_SIMILARITY = 0.76;    // below this a result is probably wrong: show a still, not a playing clip
 const $ = (id) => document.getElementById(id);
 
 function formatTime(seconds) {

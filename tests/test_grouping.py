@@ -1,7 +1,10 @@
 """Grouping hits into scenes (pure logic on Hit values)."""
 
-from animeback.search import group_hits, merge_variant_hits, moment
+import pytest
+
+from animeback.search import HALF_ENTRY_PENALTY, group_hits, merge_variant_hits, moment
 from animeback.stores import Hit
+from animeback.stores.catalogue import MAX_SAMPLES, frame_id, whole_frame_id
 
 
 def hit(i, episode, t, sim, span=1.0):
@@ -24,6 +27,20 @@ def test_weaker_neighbours_are_absorbed_and_other_episodes_stay_apart():
 def test_variants_keep_each_frames_best_score():
     merged = merge_variant_hits([[hit(1, 1, 0, 0.5), hit(2, 1, 5, 0.7)], [hit(1, 1, 0, 0.9)]])
     assert sorted((h.id, h.similarity) for h in merged) == [(1, 0.9), (2, 0.7)]
+
+
+def test_a_frames_half_entries_count_as_that_frame():
+    whole, left, top = frame_id(7, 42), frame_id(7, 42, region=1), frame_id(7, 42, region=3)
+    assert len({whole, left, top}) == 3 and whole_frame_id(left) == whole_frame_id(top) == whole
+    assert whole_frame_id(frame_id(7, MAX_SAMPLES - 1, region=4)) < frame_id(8, 0)  # episodes' ranges stay apart
+    merged = merge_variant_hits([[hit(left, 7, 14.0, 0.9), hit(whole, 7, 14.0, 0.6)], [hit(top, 7, 14.0, 0.7)]])
+    assert [(h.id, h.similarity) for h in merged] == [(whole, pytest.approx(0.9 - HALF_ENTRY_PENALTY))]
+
+
+def test_at_equal_scores_a_whole_frame_beats_another_frames_half():
+    other_half, whole = frame_id(7, 68, region=2), frame_id(7, 42)
+    merged = merge_variant_hits([[hit(other_half, 7, 22.7, 0.885), hit(whole, 7, 14.0, 0.883)]])
+    assert max(merged, key=lambda h: h.similarity).id == whole
 
 
 def test_the_moment_of_a_still_shot_is_its_middle_frame_not_its_first():

@@ -47,3 +47,31 @@ def test_a_different_model_is_refused_until_reindexed(library, tmp_path, embedde
         report = process_library(index, reindex=True, progress=False)
         assert report.indexed == len(LIBRARY) and index.indexed_model() == other_embedder.model_name
         assert index.vectors.count() == index.catalogue.count_frames()
+
+
+def test_half_frame_entries_find_a_half_screenshot_and_need_a_reindex(library, tmp_path, embedder):
+    import numpy as np
+    from PIL import Image
+
+    from animeback.imaging import halves
+
+    series, name, _seed, _duration = LIBRARY[0]
+    for other_series, other, _, _ in LIBRARY[1:]:
+        (library / other_series / other).unlink()
+    shot = np.asarray(Image.open(grab_frame(library / series / name, 18.0, tmp_path / "q.png")).convert("RGB"))
+    settings = make_settings(tmp_path, library)
+    with Index(settings, embedder) as index:
+        process_library(index, progress=False)
+        plain = [Searcher(index).search(half).matches[0].similarity for half in halves(shot)]
+    settings.features.half_frames = True
+    with Index(settings, embedder) as index:
+        with pytest.raises(IndexMismatchError, match=r"\+halves.*process --reindex"):
+            process_library(index, progress=False)
+        report = process_library(index, reindex=True, progress=False)
+        record, = index.catalogue.episodes()
+        assert record.vectors == 5 * record.frames_kept == report.vectors_written > 0
+        assert index.vectors.count() == index.catalogue.count_frames() == record.vectors
+        for half, before in zip(halves(shot), plain):
+            best = Searcher(index).search(half).matches[0]
+            assert best.filename == name and abs(best.at - 18.0) <= 1.0
+            assert best.similarity > max(before + 0.03, 0.9)  # a half now meets its own entry

@@ -39,6 +39,8 @@ def test_process_indexes_every_episode(indexed):
     assert report.frames_kept < report.frames_sampled  # the static stretch was deduplicated
     assert report.vectors_written == index.vectors.count() > 0
     _consistent(index)
+    stats = index.catalogue.get_meta("stats")
+    assert stats["vectors"] == report.vectors_written and stats["aspects"] == [round(320 / 180, 3)]
     episodes = {r.relpath: r for r in index.catalogue.episodes()}
     assert episodes["101/[Sub] Show One - 02 [1080p].mkv"].episode == 2
     assert episodes["202/Other Show EP03.webm"].episode == 3

@@ -71,6 +71,29 @@ def test_a_frame_inside_a_player_window_is_found_and_its_region_returned(client,
     assert abs(region["width"] - 640) <= 12 and abs(region["height"] - 360) <= 12
 
 
+def test_a_photo_of_the_screen_is_found_with_the_perspective_undone(client, indexed, tmp_path):
+    import cv2
+
+    index, _ = indexed
+    image, at = _frame(index.settings.library_path, tmp_path, at=2.39, suffix=".png")
+    picture = np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((640, 360), Image.LANCZOS))
+    corners = np.float32([[120, 160], [920, 110], [890, 600], [150, 630]])  # the screen seen from one side
+    warp = cv2.getPerspectiveTransform(np.float32([[0, 0], [640, 0], [640, 360], [0, 360]]), corners)
+    photo = cv2.warpPerspective(picture, warp, (1024, 736), borderValue=(18, 18, 22))
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=75)
+    body = client.post("/search?cutBorders", data=buf.getvalue(), content_type="image/jpeg").get_json()
+    best, region = body["result"][0], body["region"]
+    assert best["filename"] == LIBRARY[0][1] and abs(best["at"] - at) <= 1.5
+    assert region is not None and abs(region["x"] - 120) <= 8 and abs(region["y"] - 110) <= 8
+    assert abs(region["width"] - 800) <= 16 and abs(region["height"] - 520) <= 16
+    # The picture straightened matches better than the skewed picture cut out of the photo as it is.
+    skewed = io.BytesIO()
+    Image.fromarray(photo[110:630, 120:920]).save(skewed, "JPEG", quality=75)
+    as_is = client.post("/search", data=skewed.getvalue(), content_type="image/jpeg").get_json()["result"][0]
+    assert best["similarity"] > as_is["similarity"] + 0.05
+
+
 def test_a_blank_picture_gets_no_result_and_says_why(client):
     buf = io.BytesIO()
     Image.new("RGB", (320, 180), (3, 3, 3)).save(buf, "PNG")

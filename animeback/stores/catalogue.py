@@ -12,12 +12,19 @@ from pathlib import Path
 from ..errors import IndexBusyError
 
 _FRAME = struct.Struct(">Qddd")  # episode, time, span start, span end
-FRAME_ID_BITS = 22  # frame id = episode id << 22 | sample index: deterministic, so a retry rewrites the same ids
+FRAME_ID_BITS = 22  # frame id = episode id << 22 | region << 19 | sample index: deterministic, so a retry
+REGION_SHIFT = 19  # rewrites the same ids; region 0 (the whole frame) keeps the ids of indexes made before regions
+MAX_SAMPLES = 1 << REGION_SHIFT  # sampled frames per episode (48 h at 3 fps)
 
 
-def frame_id(episode: int, index: int) -> int:
-    """The id of the index-th sampled frame of an episode."""
-    return (episode << FRAME_ID_BITS) | index
+def frame_id(episode: int, index: int, region: int = 0) -> int:
+    """The id of the index-th sampled frame of an episode (region > 0: an entry for a part of it)."""
+    return (episode << FRAME_ID_BITS) | (region << REGION_SHIFT) | index
+
+
+def whole_frame_id(fid: int) -> int:
+    """The id of the whole frame that an entry (whole frame or region of it) belongs to."""
+    return fid & ~((1 << FRAME_ID_BITS) - MAX_SAMPLES)
 
 
 @dataclass
@@ -40,6 +47,7 @@ class EpisodeRecord:
     preview: str | None = None
     frames_sampled: int = 0
     frames_kept: int = 0
+    vectors: int = 0  # frames_kept, or five times as many with features.half_frames (0 in records made before)
     model: str = ""
     error: str = ""
     indexed_at: float = 0.0
