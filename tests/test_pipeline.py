@@ -136,3 +136,20 @@ def test_bad_episodes_fail_alone_and_leave_the_index_consistent(library, tmp_pat
         _consistent(index)
         rerun = process_library(index, progress=False)
         assert rerun.failed == 0 and rerun.indexed == 0  # unchanged bad files are not retried every run
+
+
+def test_a_video_with_more_samples_than_frame_ids_hold_fails_with_a_clear_message(tmp_path, embedder):
+    import subprocess
+
+    library = tmp_path / "library"
+    (library / "101").mkdir(parents=True)
+    # Five hours at one picture per 10 s: 540,000 samples at 30 fps, more than an episode's 2^19 frame ids.
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=blue:s=32x32:r=0.1", "-t", "18000",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                    str(library / "101" / "marathon 01.mp4")], check=True)
+    with Index(make_settings(tmp_path, library, media={"sample_fps": 30.0}), embedder) as index:
+        report = process_library(index, progress=False)
+        assert (report.indexed, report.failed) == (0, 1)
+        assert "marathon 01.mp4: too long to index (18000 s at media.sample_fps 30 is more than 524288 samples)" \
+            in "\n".join(report.errors)
+        _consistent(index)
