@@ -175,7 +175,7 @@ _LIMITS: dict[str, Any] = {
     "milvus.nlist": (1, 65536),
     "milvus.nprobe": (1, 65536),
     "search.max_results": (1, 100),
-    "search.candidates": (1, 16384),
+    "search.candidates": (1, 16384),  # Milvus's top-k limit (stores.vectors.MAX_TOPK)
     "search.group_gap_s": (0.0, 3600.0),
     "search.span_tolerance": (0.0, 1.0),
     "search.max_image_bytes": (1024, 1 << 31),

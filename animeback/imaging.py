@@ -265,9 +265,10 @@ def boxes_differ(a: Box, b: Box, share: float = 0.02) -> bool:
     return any(abs(p - q) > tolerance for p, q in zip(a.as_list(), b.as_list()))
 
 
-# A photo of a screen shows the picture as a bright quadrilateral, seen at an angle, inside a darker surround.
+# A photo of a screen shows the picture as a quadrilateral seen at an angle, brighter than the surround (or, a dark
+# scene in a lit room, darker than it).
 _SCREEN_WIDTH = 480  # detection works on a copy this wide
-_SURROUND_STEP = 10  # luma levels above the surround's brightest tones (along the image's edge) that are picture
+_SURROUND_STEP = 10  # luma levels beyond the surround's tones (along the image's edge) that are picture
 _MIN_SCREEN_AREA = 0.2  # of the image
 _MIN_SKEW = 0.01  # of the image's size: a quadrilateral closer than this to an upright box is left to content_box
 

@@ -14,7 +14,6 @@ from .stores import Hit
 from .stores.catalogue import whole_frame_id
 
 
-MILVUS_MAX_TOPK = 16384  # the most results Milvus returns per query vector
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
 AT_TIE = 0.005
 
@@ -176,8 +175,7 @@ class Searcher:
             return SearchOutcome(stats.get("vectors", 0), [], None, [], uninformative=True)
         vectors = self.index.embedder.embed(np.stack([to_model_input(r.pixels) for r in regions]))
         # With half-frame entries a frame has several; ask for as many more, so as many frames are seen.
-        candidates = min(s.candidates * self.index.vectors_per_frame, MILVUS_MAX_TOPK)
-        per_variant = self.index.vectors.search(vectors, candidates, series)
+        per_variant = self.index.vectors.search(vectors, s.candidates * self.index.vectors_per_frame, series)
         hits = merge_variant_hits(per_variant)
         # The region reported is the one whose vector found the best match.
         best_variant = max(range(len(regions)), key=lambda i: max((h.similarity for h in per_variant[i]), default=-1))

@@ -10,6 +10,8 @@ import numpy as np
 
 from ..errors import AnimeBackError
 
+MAX_TOPK = 16384  # the most results Milvus returns per query vector
+
 log = logging.getLogger(__name__)
 
 INSERT_BATCH = 1000  # Milvus Lite slows down sharply on larger insert batches
@@ -109,7 +111,9 @@ class VectorStore:
         return seen
 
     def search(self, vectors: np.ndarray, limit: int, series: str | None = None) -> list[list[Hit]]:
-        """Nearest frames for each query vector, best first, optionally within one series."""
+        """Nearest frames for each query vector (at most `limit`, and at most MAX_TOPK), best first, optionally
+        within one series."""
+        limit = min(limit, MAX_TOPK)
         flt = ""
         if series is not None:
             flt = 'series == "' + series.replace("\\", "\\\\").replace('"', '\\"') + '"'
