@@ -41,7 +41,7 @@ def cmd_init(args, settings) -> int:
 
 
 def cmd_process(args, settings) -> int:
-    from .indexer import process_library
+    from .ingest.indexer import process_library
 
     with _open_index(settings) as index:
         report = process_library(index, reindex=args.reindex, progress=not args.quiet)
@@ -52,11 +52,13 @@ def cmd_process(args, settings) -> int:
 
 
 def cmd_search(args, settings) -> int:
-    from .search import Searcher, decode_query, trace_moe_response, trace_moe_result
+    from .query.decode import decode_query
+    from .query.search import Searcher
+    from .web.responses import trace_moe_response, trace_moe_result
 
     path = Path(args.image)
     try:
-        rgb = decode_query(settings, path.read_bytes())  # before loading the model: bad input fails at once
+        rgb = decode_query(settings.search, path.read_bytes())  # before loading the model: bad input fails at once
     except OSError as exc:
         raise AnimeBackError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except AnimeBackError as exc:
@@ -83,7 +85,7 @@ def cmd_search(args, settings) -> int:
 
 
 def cmd_train_pca(args, settings) -> int:
-    from .pca import train_library_pca
+    from .training.pca import train_library_pca
 
     report = train_library_pca(settings, dim=args.dim, samples=args.samples, reindex=not args.no_reindex,
                                progress=not args.quiet)
@@ -92,7 +94,7 @@ def cmd_train_pca(args, settings) -> int:
 
 
 def cmd_train(args, settings) -> int:
-    from .train import TrainOptions, train_model
+    from .training.train import TrainOptions, train_model
 
     for name in ("rounds", "views", "fps"):
         if getattr(args, name) <= 0:
@@ -104,7 +106,7 @@ def cmd_train(args, settings) -> int:
 
 
 def cmd_download_bilibili(args, settings) -> int:
-    from .download import download_queue
+    from .sources.download import download_queue
 
     if args.season:
         settings.bilibili.queue = list(args.season)
@@ -129,7 +131,7 @@ def cmd_status(args, settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainOptions
+    from .training.train import TrainOptions
 
     parser = argparse.ArgumentParser(
         prog="run.py", description="AnimeBack: find the anime, episode and moment of a screenshot.",

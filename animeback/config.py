@@ -179,7 +179,8 @@ _LIMITS: dict[str, Any] = {
     "search.group_gap_s": (0.0, 3600.0),
     "search.span_tolerance": (0.0, 1.0),
     "search.max_image_bytes": (1024, 1 << 31),
-    "search.max_image_pixels": (1, 1 << 31),
+    # PIL refuses to open more than twice its MAX_IMAGE_PIXELS (89,478,485): the highest limit we can honour
+    "search.max_image_pixels": (1, 178_956_970),
     "search.min_image_side": (1, 4096),
     "server.port": (1, 65535),
     "server.preview_ttl_s": (10, 30 * 86400),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import IndexBusyError, IndexMismatchError
-from .features import Embedder, PcaModel
+from .model.embedder import Embedder, PcaModel
 from .imaging import HALF_REGIONS
 from .stores import VectorStore
 from .stores.host import RemoteCatalogue, connect

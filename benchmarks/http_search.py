@@ -28,7 +28,7 @@ from PIL import Image
 
 from common import ROOT, grab_rgb, link_library, percentile, shared_clips
 
-from animeback.media import probe
+from animeback.ingest.media import probe
 
 
 def _free_port() -> int:

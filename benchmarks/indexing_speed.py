@@ -24,11 +24,11 @@ import numpy as np
 
 from common import CLIPS, ROOT, link_library, settings_for
 
-from animeback.dedupe import phash64
-from animeback.features import Embedder, PcaModel
+from animeback.ingest.dedupe import phash64
+from animeback.model.embedder import Embedder, PcaModel
 from animeback.index import Index, pca_path
-from animeback.indexer import process_library
-from animeback.media import FrameSampler, probe
+from animeback.ingest.indexer import process_library
+from animeback.ingest.media import FrameSampler, probe
 from animeback.stores import FrameRow, VectorStore
 
 RESULTS = ROOT / "benchmarks" / "results"

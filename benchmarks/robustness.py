@@ -27,8 +27,8 @@ from colour_layout import ColourLayoutIndex
 from common import ROOT, ROBUST_DISTORTIONS, percentile, shared_clips
 
 from animeback.config import Settings
-from animeback.features import Embedder
-from animeback.search import Searcher
+from animeback.model.embedder import Embedder
+from animeback.query.search import Searcher
 
 
 def _ours(searcher: Searcher):

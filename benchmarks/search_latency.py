@@ -18,9 +18,9 @@ from PIL import Image
 from common import grab_rgb, link_library, percentile, settings_for, shared_clips
 
 from animeback.index import Index
-from animeback.indexer import process_library
-from animeback.media import probe
-from animeback.search import Searcher
+from animeback.ingest.indexer import process_library
+from animeback.ingest.media import probe
+from animeback.query.search import Searcher
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from animeback.config import Settings  # noqa: E402
-from animeback.features import Embedder, PcaModel  # noqa: E402
-from animeback.library import VIDEO_EXTENSIONS  # noqa: E402
-from animeback.pca import sample_video_features  # noqa: E402
-from tests.synthetic import make_episode  # noqa: E402
+from animeback.model.embedder import Embedder, PcaModel  # noqa: E402
+from animeback.ingest.library import VIDEO_EXTENSIONS  # noqa: E402
+from animeback.training.pca import sample_video_features  # noqa: E402
+from animeback.sources.synthetic import make_episode  # noqa: E402
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from torch_legacy import load_legacy_checkpoint  # noqa: E402
 
-from animeback.mobilenet import IMAGENET_MEAN, IMAGENET_STD, build_mobilenet_v2, torch_state_to_keras  # noqa: E402
+from animeback.model.mobilenet import IMAGENET_MEAN, IMAGENET_STD, build_mobilenet_v2, torch_state_to_keras  # noqa: E402
 
 PACKAGE_FILE = "weights/mobilenet_v2-b0353104.pth"
 OUTPUT = ROOT / "models" / "mobilenet_v2_imagenet.weights.h5"

@@ -18,7 +18,7 @@ if [ -z "$(ls -A "$library" 2>/dev/null)" ]; then
     echo "sample library: generated episodes in $library/synthetic"
     $PY -c "
 from pathlib import Path
-from tests.synthetic import make_episode
+from animeback.sources.synthetic import make_episode
 for i in range(1, 4):
     make_episode(Path('$library') / 'synthetic' / f'Synthetic - {i:02d}.mp4', seed=i, duration=30)
 "

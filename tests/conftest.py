@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from animeback.config import Settings  # noqa: E402
-from tests.synthetic import make_episode  # noqa: E402
+from animeback.sources.synthetic import make_episode  # noqa: E402
 
 # (series id, file name, seed, duration): two series, several containers and naming styles.
 LIBRARY = [
@@ -59,7 +59,7 @@ def library(tmp_path, library_template) -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """The real CNN + default PCA, loaded once for the whole session."""
-    from animeback.features import Embedder, PcaModel
+    from animeback.model.embedder import Embedder, PcaModel
     from animeback.index import pca_path
 
     settings = Settings(base_dir=ROOT)
@@ -70,7 +70,7 @@ def embedder():
 def indexed(tmp_path_factory, library_template, embedder):
     """An index of the template library, built once by `process` (read-only for tests)."""
     from animeback.index import Index
-    from animeback.indexer import process_library
+    from animeback.ingest.indexer import process_library
 
     tmp = tmp_path_factory.mktemp("indexed")
     settings = make_settings(tmp, library_template)

@@ -14,7 +14,7 @@ from PIL import Image
 from animeback.config import PROJECT_ROOT
 from animeback.web import create_app
 from tests.conftest import LIBRARY
-from tests.synthetic import grab_frame
+from animeback.sources.synthetic import grab_frame
 
 DOC = json.loads((PROJECT_ROOT / "static" / "openapi.json").read_text())
 

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from animeback.cli import main as cli_main
-from animeback.download import download_queue, parse_queue
+from animeback.sources.download import download_queue, parse_queue
 from animeback.errors import ConfigError, SourceError
-from animeback.library import scan_library
+from animeback.ingest.library import scan_library
 from animeback.sources.bilibili import BilibiliSource, parse_reference
 from animeback.stores.host import RemoteCatalogue, connect
 from tests.conftest import make_settings

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LIBRARY
-from tests.synthetic import grab_frame
+from animeback.sources.synthetic import grab_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 

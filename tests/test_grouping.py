@@ -2,7 +2,7 @@
 
 import pytest
 
-from animeback.search import HALF_ENTRY_PENALTY, group_hits, merge_variant_hits, moment
+from animeback.query.search import HALF_ENTRY_PENALTY, group_hits, merge_variant_hits, moment
 from animeback.stores import Hit
 from animeback.stores.catalogue import MAX_SAMPLES, frame_id, whole_frame_id
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LIBRARY, ROOT
-from tests.synthetic import episode_scenes, grab_frame, make_episode
+from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
 
 
 def _free_port() -> int:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from animeback.config import MediaSettings
-from animeback.dedupe import Deduplicator
+from animeback.ingest.dedupe import Deduplicator
 from animeback.errors import MediaError
-from animeback.media import FrameSampler, detect_borders, probe
-from tests.synthetic import episode_scenes, make_episode
+from animeback.ingest.media import FrameSampler, detect_borders, probe
+from animeback.sources.synthetic import episode_scenes, make_episode
 
 
 def test_sampler_streams_frames_with_times_and_writes_preview(library_template, tmp_path):
@@ -84,7 +84,7 @@ def test_unreadable_file_is_reported():
     folder.chmod(0o755)
     path = make_episode(folder / "secret.mp4", seed=5, duration=2)
     path.chmod(0)
-    code = ("import sys; from pathlib import Path; from animeback.media import probe\n"
+    code = ("import sys; from pathlib import Path; from animeback.ingest.media import probe\n"
             "try:\n    probe(Path(sys.argv[1]))\nexcept Exception as e:\n    print(e)\n")
     cmd = [sys.executable, "-c", code, str(path)]
     if os.geteuid() == 0:  # root reads anything: check as an unprivileged user instead

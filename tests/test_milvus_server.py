@@ -10,10 +10,10 @@ import warnings
 import pytest
 
 from animeback.index import Index
-from animeback.indexer import process_library
-from animeback.search import Searcher
+from animeback.ingest.indexer import process_library
+from animeback.query.search import Searcher
 from tests.conftest import LIBRARY, make_settings
-from tests.synthetic import grab_frame
+from animeback.sources.synthetic import grab_frame
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ def test_keras_port_matches_torch_reference(embedder):
     sys.path.insert(0, str(ROOT / "scripts"))
     import keras
 
-    from animeback.mobilenet import build_mobilenet_v2
+    from animeback.model.mobilenet import build_mobilenet_v2
     from port_mobilenet_weights import reference_inputs
 
     reference = np.load(ROOT / "tests" / "data" / "mobilenet_reference.npz")

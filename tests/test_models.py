@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from animeback.errors import IndexMismatchError
-from animeback.features import Embedder, PcaModel
+from animeback.model.embedder import Embedder, PcaModel
 from animeback.index import Index, pca_path
-from animeback.indexer import process_library
-from animeback.pca import train_library_pca
-from animeback.search import Searcher
+from animeback.ingest.indexer import process_library
+from animeback.training.pca import train_library_pca
+from animeback.query.search import Searcher
 from tests.conftest import LIBRARY, make_settings
-from tests.synthetic import grab_frame
+from animeback.sources.synthetic import grab_frame
 
 
 def test_train_pca_refits_on_the_library_and_reindexes(library, tmp_path, embedder):

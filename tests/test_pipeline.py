@@ -8,10 +8,11 @@ import shutil
 import pytest
 
 from animeback.index import Index
-from animeback.indexer import process_library
-from animeback.search import Searcher, trace_moe_result
+from animeback.ingest.indexer import process_library
+from animeback.query.search import Searcher
+from animeback.web.responses import trace_moe_result
 from tests.conftest import LIBRARY, make_settings
-from tests.synthetic import episode_scenes, grab_frame, make_episode
+from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
 
 
 def _query_times(seed: int, duration: float) -> list[float]:

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from animeback.errors import IndexMismatchError
-from animeback.features import Embedder
-from animeback.finetune import CARD_NAME, HEAD_NAME
+from animeback.model.embedder import Embedder
+from animeback.model.finetune import CARD_NAME, HEAD_NAME
 from animeback.index import Index
-from animeback.indexer import process_library
-from animeback.search import Searcher
-from animeback.train import CHECKPOINT_DIR, next_model_folder
+from animeback.ingest.indexer import process_library
+from animeback.query.search import Searcher
+from animeback.training.train import CHECKPOINT_DIR, next_model_folder
 from tests.conftest import ROOT, make_settings
-from tests.synthetic import grab_frame, make_episode
+from animeback.sources.synthetic import grab_frame, make_episode
 
 # Small, but with rounds of a few seconds, so that the run can be killed between its checkpoints.
 TINY = ["--rounds", "3", "--views", "3", "--fps", "4"]
@@ -106,7 +106,7 @@ def test_trained_model_indexes_searches_and_never_mixes_with_another(trained, tm
         process_library(index, reindex=True, progress=False)
         assert index.indexed_model() == fine_tuned.model_name
         frame = grab_frame(videos / "ep32.mp4", 7.0, tmp_path / "q.png")
-        from animeback.imaging import decode_query_image
+        from animeback.query.decode import decode_query_image
 
         rgb = decode_query_image(frame.read_bytes(), 1 << 24, 1 << 24, 16)
         top = Searcher(index).search(rgb).matches[0]

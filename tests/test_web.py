@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animeback.previews import PreviewSigner
+from animeback.web.previews import PreviewSigner
 from animeback.web import create_app
 from tests.conftest import LIBRARY
-from tests.synthetic import episode_scenes, grab_frame
+from animeback.sources.synthetic import episode_scenes, grab_frame
 
 
 def _frame(library, tmp_path, entry=0, at=None, suffix=".jpg") -> tuple[bytes, float]:

@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import AnimeBackError, BadImageError, NotFoundError
-from ..search import decode_query
+from ..query.decode import decode_query
 from .fetch import fetch_query_image
 from .services import http_error_message, services
 
@@ -59,7 +59,7 @@ def _image(suffix: str = ""):
         data = fetch_query_image(svc.settings, url)
     else:
         raise BadImageError(f"missing image{suffix}: upload a file as image{suffix} or give url{suffix}")
-    return decode_query(svc.settings, data)
+    return decode_query(svc.settings.search, data)
 
 
 def _int_param(name: str, default: int, low: int, high: int) -> int:

@@ -12,7 +12,7 @@ from flask import current_app
 
 from ..config import Settings
 from ..errors import InvalidKeyError, QuotaError, RateLimitError, SearchQueueFullError
-from ..previews import PreviewSigner
+from .previews import PreviewSigner
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Services:
         index = self.index
         with self._lock:
             if self._searcher is None:
-                from ..search import Searcher
+                from ..query.search import Searcher
 
                 self._searcher = Searcher(index)
             return self._searcher
@@ -69,7 +69,7 @@ class Services:
         index = self.index
         with self._lock:
             if self._stills is None:
-                from ..stills import StillStore
+                from ..query.stills import StillStore
 
                 self._stills = StillStore(index)
             return self._stills

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import BadImageError, NoImageError, NotFoundError
-from ..previews import WIDTHS, find_shot, preview_source, render_clip, render_still
-from ..search import decode_query, trace_moe_response, trace_moe_result
+from .previews import WIDTHS, find_shot, preview_source, render_clip, render_still
+from ..query.decode import decode_query
 from .fetch import fetch_query_image
+from .responses import trace_moe_response, trace_moe_result
 from .services import UNLIMITED, Caller, services
 
 bp = Blueprint("tracemoe", __name__)
@@ -56,7 +57,7 @@ def series_filter() -> str | None:
 def search():
     svc = services()
     who = caller()
-    rgb = decode_query(svc.settings, query_image())  # a bad image costs no quota
+    rgb = decode_query(svc.settings.search, query_image())  # a bad image costs no quota
     series = series_filter()
     with svc.search_slot(who):
         outcome = svc.searcher.search(rgb, cut_borders="cutBorders" in request.args, series=series)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .mobilenet import INPUT_SIZE
 
 log = logging.getLogger(__name__)

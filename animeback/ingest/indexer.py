@@ -19,14 +19,15 @@ import numpy as np
 from tqdm import tqdm
 
 from .dedupe import Deduplicator, KeptFrame
-from .errors import MediaError
-from .imaging import halves, to_model_input
-from .index import Index
+from ..errors import MediaError
+from ..imaging import halves
+from ..index import Index
 from .library import EpisodeFile, content_hash, read_series_metadata, scan_library
 from .media import FrameSampler, detect_borders, probe
-from .mobilenet import INPUT_SIZE
-from .stores import EpisodeRecord, FrameRow
-from .stores.catalogue import MAX_SAMPLES, frame_id
+from ..model.mobilenet import INPUT_SIZE
+from ..model.pixels import to_model_input
+from ..stores import EpisodeRecord, FrameRow
+from ..stores.catalogue import MAX_SAMPLES, frame_id
 
 log = logging.getLogger(__name__)
 

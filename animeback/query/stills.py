@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BadImageError
-from .imaging import to_model_input
-from .index import Index
+from ..errors import BadImageError
+from ..model.pixels import to_model_input
+from ..index import Index
 
 MAX_FILEPATH = 4096
 MAX_METADATA = 16 * 1024  # characters; at most 4 bytes each within a 65535-byte VARCHAR

@@ -26,9 +26,9 @@ from pathlib import Path
 import urllib3
 from tqdm import tqdm
 
-from .config import Settings
-from .errors import AnimeBackError, ConfigError, SourceError
-from .sources import EpisodeInfo, EpisodeStreams, MediaStream, SeasonInfo, Source
+from ..config import Settings
+from ..errors import AnimeBackError, ConfigError, SourceError
+from . import EpisodeInfo, EpisodeStreams, MediaStream, SeasonInfo, Source
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Downloader:
 
     def run(self, queue: list[QueueEntry], report: DownloadReport | None = None) -> DownloadReport:
         """Fetch every queued season; failures are reported and the queue goes on."""
-        from .stores.host import RemoteCatalogue, connect
+        from ..stores.host import RemoteCatalogue, connect
 
         report = report or DownloadReport()
         host = connect(self.settings)
@@ -325,7 +325,7 @@ def _total_from(headers, offset: int | None) -> int | None:
 def download_queue(settings: Settings, source: Source | None = None, progress: bool = True,
                    process: bool | None = None) -> DownloadReport:
     """Run `download-bilibili`: every queued season, optionally indexing each episode as it lands."""
-    from .sources.bilibili import BilibiliSource
+    from .bilibili import BilibiliSource
 
     queue = parse_queue(settings)
     if not queue:
@@ -337,8 +337,8 @@ def download_queue(settings: Settings, source: Source | None = None, progress: b
 
     def index_episode(path: Path) -> None:
         nonlocal index
-        from .index import Index
-        from .indexer import process_library
+        from ..index import Index
+        from ..ingest.indexer import process_library
 
         if index is None:
             index = Index(settings)

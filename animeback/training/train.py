@@ -22,14 +22,15 @@ import numpy as np
 from tqdm import tqdm
 
 from .augment import random_view
-from .config import PROJECT_ROOT, Settings
-from .dedupe import Deduplicator
-from .errors import AnimeBackError, MediaError
-from .features import PcaModel, import_tensorflow
-from .finetune import CARD_NAME, HEAD_NAME, ModelCard, init_projection, split_mobilenet
-from .imaging import is_uninformative, to_model_input
-from .library import VIDEO_EXTENSIONS, scan_library
-from .media import Frame, detect_borders, probe, read_frames
+from ..config import PROJECT_ROOT, Settings
+from ..ingest.dedupe import Deduplicator
+from ..errors import AnimeBackError, MediaError
+from ..model.embedder import PcaModel, import_tensorflow
+from ..model.finetune import CARD_NAME, HEAD_NAME, ModelCard, init_projection, split_mobilenet
+from ..imaging import is_uninformative
+from ..model.pixels import to_model_input
+from ..ingest.library import VIDEO_EXTENSIONS, scan_library
+from ..ingest.media import Frame, detect_borders, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ def view_top1(anchors: np.ndarray, views: np.ndarray) -> float:
 def train_model(settings: Settings, folders: list[Path], out: Path | None = None,
                 options: TrainOptions | None = None, progress: bool = True) -> str:
     """Train a model on the library's (and `folders`') frames into a new models/animeback-v<N>; returns a summary."""
-    from .index import pca_path
+    from ..index import pca_path
 
     options = options or TrainOptions()
     out = out or next_model_folder(settings.path("models"))

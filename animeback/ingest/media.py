@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MediaError
-from .imaging import Box, content_box
-from .mobilenet import INPUT_SIZE
+from ..errors import MediaError
+from ..imaging import Box, content_box
+from ..model.mobilenet import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .mobilenet import build_mobilenet_v2
 
 CARD_NAME = "model.json"

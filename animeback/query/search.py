@@ -1,4 +1,4 @@
-"""Search: decode a screenshot, find the picture in it, embed, ask Milvus, group hits into scenes."""
+"""Search: find the picture in a screenshot, embed its regions, ask Milvus, group hits into scenes."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .imaging import (VIDEO_ASPECTS, Box, bounding_box, boxes_differ, content_box, decode_query_image, find_screen,
-                      find_windows, is_cropped, is_uninformative, to_model_input, unwarp, window_aspects)
-from .index import Index
-from .stores import Hit
-from .stores.catalogue import whole_frame_id
+from ..imaging import Box, is_cropped, is_uninformative
+from ..index import Index
+from ..model.pixels import to_model_input
+from ..stores import Hit
+from ..stores.catalogue import whole_frame_id
+from .decode import decode_query
+from .regions import query_regions, window_aspects
 
 
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
@@ -107,49 +109,6 @@ def merge_variant_hits(per_variant: list[list[Hit]]) -> list[Hit]:
     return list(best.values())
 
 
-@dataclass(frozen=True)
-class QueryRegion:
-    """A part of the query to search: its name, where it lies in the query, and its pixels."""
-
-    name: str
-    box: Box  # for a picture seen at an angle, the upright box around it
-    pixels: np.ndarray
-
-
-def query_regions(rgb: np.ndarray, cut_borders: bool, mirror: bool = True,
-                  aspects: tuple[float, ...] = VIDEO_ASPECTS) -> list[QueryRegion]:
-    """The parts of a query to search: the whole image; with mirror, the whole image flipped (screenshots are
-    often posted flipped); with cut_borders, the picture found inside black borders, inside a player window or
-    page (a rectangle of one of `aspects`), and seen at an angle in a photo of a screen (when they differ from
-    what is listed)."""
-    h, w = rgb.shape[:2]
-    whole = Box(0, 0, w, h)
-    regions = [QueryRegion("full", whole, rgb)]
-    if mirror:
-        regions.append(QueryRegion("flipped", whole, np.ascontiguousarray(rgb[:, ::-1])))
-    if cut_borders:
-        found = content_box(rgb)
-        if is_cropped(found, rgb.shape):
-            regions.append(QueryRegion("borders_cut", found, found.crop(rgb)))
-        for window in find_windows(rgb, aspects):
-            # A film shown in a player keeps its own black bars inside the window.
-            inner = content_box(window.crop(rgb))
-            window = Box(window.x + inner.x, window.y + inner.y, inner.w, inner.h)
-            if all(boxes_differ(window, r.box) for r in regions):
-                regions.append(QueryRegion("window", window, window.crop(rgb)))
-        corners = find_screen(rgb)
-        if corners is not None:
-            picture = unwarp(rgb, corners)
-            regions.append(QueryRegion("screen", bounding_box(corners, rgb.shape), content_box(picture).crop(picture)))
-    return regions
-
-
-def decode_query(settings, data: bytes) -> np.ndarray:
-    """Decode query bytes with the configured search limits (raises BadImageError / ImageTooLargeError)."""
-    s = settings.search
-    return decode_query_image(data, s.max_image_bytes, s.max_image_pixels, s.min_image_side)
-
-
 class Searcher:
     """Answers queries against an opened Index."""
 
@@ -160,7 +119,7 @@ class Searcher:
 
     def search_bytes(self, data: bytes, **options) -> SearchOutcome:
         """Decode and search query bytes."""
-        return self.search(decode_query(self.index.settings, data), **options)
+        return self.search(decode_query(self.index.settings.search, data), **options)
 
     def search(self, rgb: np.ndarray, cut_borders: bool | None = None, series: str | None = None,
                limit: int | None = None) -> SearchOutcome:
@@ -197,49 +156,3 @@ class Searcher:
                                       float(np.clip(best.similarity, 0.0, 1.0))))
         return SearchOutcome(stats.get("vectors", 0), matches,
                              box if is_cropped(box, rgb.shape) else None, [r.name for r in regions])
-
-
-def series_key(series_id: str) -> int | str:
-    """A series id as trace.moe's `anilist` field: an int when numeric."""
-    return int(series_id) if series_id.isdigit() else series_id
-
-
-def anilist_info(series_id: str, metadata: dict) -> dict:
-    """The series' metadata in AniList's shape (title object, synonyms, isAdult), as trace.moe clients expect."""
-    titles = dict(metadata.get("titles") or {})
-    if isinstance(metadata.get("title"), str) and not (titles.get("romaji") or titles.get("english")):
-        titles["romaji"] = metadata["title"]  # the library's display title, where clients look for a Latin one
-    info = {k: v for k, v in metadata.items() if k not in ("title", "titles")}
-    info.update(id=series_key(series_id), title=titles, synonyms=metadata.get("synonyms", []),
-                isAdult=bool(metadata.get("isAdult", False)))
-    return info
-
-
-def trace_moe_result(match: SceneMatch, series_info: dict | None = None, video: str | None = None,
-                     image: str | None = None) -> dict:
-    """A match in trace.moe's result shape; with series_info, `anilist` is that metadata in AniList's shape."""
-    anilist = series_key(match.series_id) if series_info is None else anilist_info(match.series_id, series_info)
-    episode = match.episode
-    bounds = episode if isinstance(episode, list) else [episode, episode]
-    return {
-        "anilist": anilist,
-        "filename": match.filename,
-        "episode": episode,
-        "episode_start": bounds[0],
-        "episode_end": bounds[-1],
-        "duration": round(match.duration, 4),
-        "from": round(match.start, 4),
-        "at": round(match.at, 4),
-        "to": round(match.end, 4),
-        "similarity": round(match.similarity, 6),
-        "video": video,
-        "image": image,
-    }
-
-
-def trace_moe_response(outcome: SearchOutcome, results: list[dict]) -> dict:
-    """The full trace.moe response body, plus the query region searched and whether the picture was blank."""
-    box = outcome.box
-    region = {"x": box.x, "y": box.y, "width": box.w, "height": box.h} if box else None
-    return {"frameCount": outcome.frame_count, "error": "", "result": results, "region": region,
-            "uninformative": outcome.uninformative}

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .config import Settings
-from .errors import AnimeBackError, MediaError
-from .features import Embedder, PcaModel
-from .index import TRAINED_PCA_NAME, Index
-from .library import scan_library
-from .media import FrameSampler, detect_borders, probe
+from ..config import Settings
+from ..errors import AnimeBackError, MediaError
+from ..model.embedder import Embedder, PcaModel
+from ..index import TRAINED_PCA_NAME, Index
+from ..ingest.library import scan_library
+from ..ingest.media import FrameSampler, detect_borders, probe
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def train_library_pca(settings: Settings, dim: int = 256, samples: int = 20000, 
     if settings.features.pca:
         message += f" (note: features.pca={settings.features.pca} is set and takes precedence)"
     if reindex:
-        from .indexer import process_library
+        from ..ingest.indexer import process_library
 
         embedder.use_pca(pca)
         with Index(settings, embedder) as index:

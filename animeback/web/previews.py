@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
-from .errors import MediaError, PreviewExpiredError, PreviewTamperedError
+from ..config import Settings
+from ..errors import MediaError, PreviewExpiredError, PreviewTamperedError
 
 WIDTHS = {"l": 640, "m": 320, "s": 160}
 SCENE_THRESHOLD = 0.12  # ffmpeg scene score of a cut: cuts in the test set scored 0.14-0.71, motion within shots < 0.09
