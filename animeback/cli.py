@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from . import config as config_module
-from .errors import AnimeBackError
+from .errors import AnimeBackError, BadParameterError
+from .stores import EpisodeStatus
 
 log = logging.getLogger("animeback")
 
@@ -98,7 +99,7 @@ def cmd_train(args, settings) -> int:
 
     for name in ("rounds", "views", "fps"):
         if getattr(args, name) <= 0:
-            raise AnimeBackError(f"--{name} must be positive (got {getattr(args, name)})")
+            raise BadParameterError(f"--{name} must be positive (got {getattr(args, name)})")
     options = TrainOptions(rounds=args.rounds, views=args.views, fps=args.fps, seed=args.seed)
     out = settings.path(str(args.out)) if args.out else None
     print(train_model(settings, [settings.path(str(v)) for v in args.videos], out, options, progress=not args.quiet))
@@ -108,9 +109,8 @@ def cmd_train(args, settings) -> int:
 def cmd_download_bilibili(args, settings) -> int:
     from .sources.download import download_queue
 
-    if args.season:
-        settings.bilibili.queue = list(args.season)
-    report = download_queue(settings, progress=not args.quiet, process=True if args.process else None)
+    queue = list(args.season) if args.season else None
+    report = download_queue(settings, queue=queue, progress=not args.quiet, process=True if args.process else None)
     print(report.summary())
     for error in report.errors:
         print(f"failed: {error}", file=sys.stderr)
@@ -120,7 +120,7 @@ def cmd_download_bilibili(args, settings) -> int:
 def cmd_status(args, settings) -> int:
     with _open_index(settings) as index:
         stats = index.refresh_stats()
-        failed = [r for r in index.catalogue.episodes() if r.status == "failed"]
+        failed = [r for r in index.catalogue.episodes() if r.status == EpisodeStatus.FAILED]
         model = index.indexed_model() or index.model_name
     print(f"library: {settings.library_path}")
     print(f"index: {stats['series']} series, {stats['episodes']} episodes, {stats['video_seconds'] / 3600:.2f} h, "

@@ -1,4 +1,8 @@
-"""Settings: loaded once from config.json, overridden by ANIMEBACK_<KEY> variables, validated, passed down."""
+"""Settings: loaded once from config.json, overridden by ANIMEBACK_<KEY> variables, validated, passed down.
+
+Settings are frozen: nothing changes them after loading. A caller that needs other values (a test, a benchmark,
+a command-line option) makes a changed copy with `updated()`.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ ENV_PREFIX = "ANIMEBACK_"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass
+@dataclass(frozen=True)
 class MediaSettings:
     sample_fps: float = 3.0
     preview: bool = True
@@ -31,7 +35,7 @@ class MediaSettings:
     ffprobe: str = "ffprobe"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DedupeSettings:
     max_distance: int = 9
     window: int = 50
@@ -39,7 +43,7 @@ class DedupeSettings:
     max_span_s: float = 1.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureSettings:
     model: str = ""
     weights: str = "models/mobilenet_v2_imagenet.weights.h5"
@@ -49,7 +53,7 @@ class FeatureSettings:
     half_frames: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class MilvusSettings:
     uri: str = ""
     token: str = ""
@@ -58,7 +62,7 @@ class MilvusSettings:
     nprobe: int = 16
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchSettings:
     max_results: int = 10
     candidates: int = 100
@@ -71,7 +75,7 @@ class SearchSettings:
     min_image_side: int = 16
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 4000
@@ -84,7 +88,7 @@ class ServerSettings:
     max_search_queue: int = 8
 
 
-@dataclass
+@dataclass(frozen=True)
 class ApiSettings:
     keys: dict = field(default_factory=dict)
     anonymous_quota: int = 0
@@ -92,7 +96,7 @@ class ApiSettings:
     rate_limit_per_minute: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class BilibiliSettings:
     queue: list = field(default_factory=list)
     quality: int = 80
@@ -102,18 +106,18 @@ class BilibiliSettings:
     process_after: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoreSettings:
     host_idle_s: float = 30.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class MatchSettings:
     collection: str = "animeback_stills"
     max_results: int = 10
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     library_dir: str = "library"
     data_dir: str = "data"
@@ -247,9 +251,11 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
     raise ConfigError(f"config key '{key}' must be {kind.__name__}, got {value!r}")
 
 
-def _apply(obj: Any, data: dict, prefix: str, source: str) -> None:
+def _apply(obj: Any, data: dict, prefix: str, source: str) -> Any:
+    """A copy of a settings object with the values of `data` (nested dicts for sections), checked and coerced."""
     fields = {f.name: f for f in _public_fields(type(obj))}
     hints = typing.get_type_hints(type(obj))
+    changes = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
         if name not in fields:
@@ -260,9 +266,18 @@ def _apply(obj: Any, data: dict, prefix: str, source: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: config key '{key}' must be an object")
-            _apply(current, value, f"{key}.", source)
+            changes[name] = _apply(current, value, f"{key}.", source)
         else:
-            setattr(obj, name, _coerce(key, value, hints[name]))
+            changes[name] = _coerce(key, value, hints[name])
+    return dataclasses.replace(obj, **changes)
+
+
+def updated(settings: Settings, **changes: Any) -> Settings:
+    """A copy of settings with some values changed, checked as a config file's would be: sections as dicts
+    (`updated(s, media={"sample_fps": 2.0})`), top-level keys as values (`updated(s, data_dir="x")`)."""
+    result = _apply(settings, changes, "", "updated settings")
+    _validate(result)
+    return result
 
 
 def _env_overrides(environ: typing.Mapping[str, str]) -> dict:
@@ -325,8 +340,8 @@ def load_settings(path: Path | None = None, environ: typing.Mapping[str, str] | 
             raise ConfigError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object")
-        _apply(settings, data, "", str(path))
-    _apply(settings, _env_overrides(environ), "", "environment")
+        settings = _apply(settings, data, "", str(path))
+    settings = _apply(settings, _env_overrides(environ), "", "environment")
     _validate(settings)
     return settings
 

@@ -23,10 +23,18 @@ class MediaError(AnimeBackError):
     status = 422
 
 
-class BadImageError(AnimeBackError):
-    """A query is not a decodable image, or is too small to search."""
+class BadRequestError(AnimeBackError):
+    """A request that cannot be answered as asked: a bad parameter, image or image URL."""
 
     status = 400
+
+
+class BadParameterError(BadRequestError):
+    """A query parameter or form field that is missing, malformed or out of range."""
+
+
+class BadImageError(BadRequestError):
+    """A query is not a decodable image, or is too small to search."""
 
 
 class ImageTooLargeError(BadImageError):
@@ -37,6 +45,12 @@ class ImageTooLargeError(BadImageError):
 
 class IndexBusyError(AnimeBackError):
     """The embedded stores are held open by another process."""
+
+    status = 503
+
+
+class StoreUnavailableError(AnimeBackError):
+    """The store host went away during a call (killed, or stopped); the call may be tried again."""
 
     status = 503
 
@@ -83,10 +97,8 @@ class RateLimitError(AnimeBackError):
     status = 429
 
 
-class FetchError(AnimeBackError):
+class FetchError(BadRequestError):
     """A `?url=` image could not be fetched (bad or refused URL, network failure, HTTP error)."""
-
-    status = 400
 
 
 class NoImageError(AnimeBackError):

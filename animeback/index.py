@@ -3,53 +3,53 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 from .config import Settings
 from .errors import IndexBusyError, IndexMismatchError
-from .model.embedder import Embedder, PcaModel
 from .imaging import HALF_REGIONS
-from .stores import VectorStore
-from .stores.host import RemoteCatalogue, connect
+from .model.embedder import Embedder
+from .stores import EpisodeStatus, VectorStore
+from .stores.host import connect
+from .stores.rpc import StoreClient
 
 log = logging.getLogger(__name__)
 
-TRAINED_PCA_NAME = "pca.npz"
+PARAMETERS_KEY = "parameters"  # catalogue meta: how the index's vectors were made (IndexParameters)
 
 
-def pca_path(settings: Settings) -> Path:
-    """The PCA in use: features.pca when set, else the library's own (train-pca), else the shipped default."""
-    if settings.features.pca:
-        return settings.path(settings.features.pca)
-    trained = settings.data_path / TRAINED_PCA_NAME
-    return trained if trained.exists() else settings.path("models/pca_default.npz")
+@dataclass(frozen=True)
+class IndexParameters:
+    """What search must know of how an index was built (recorded at indexing, read back at search)."""
 
+    model: str
+    half_frames: bool
 
-def load_embedder(settings: Settings) -> Embedder:
-    """The configured model: a trained one (features.model), else the ImageNet CNN with the PCA in use."""
-    f = settings.features
-    if f.model:
-        return Embedder(settings.path(f.weights), None, f.batch_size, f.threads, trained=settings.path(f.model))
-    return Embedder(settings.path(f.weights), PcaModel.load(pca_path(settings)), f.batch_size, f.threads)
+    @property
+    def vectors_per_frame(self) -> int:
+        """Entries per kept frame: the whole frame, plus its four halves with half-frame entries."""
+        return 1 + len(HALF_REGIONS) if self.half_frames else 1
 
 
 class Index:
     """The stores (through the store host, see stores/host.py) and the CNN, opened once per process."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, store: StoreClient | None = None):
+        """Open the index; `embedder` and `store` let a caller share ones it already holds."""
         self.settings = settings
-        self.embedder = embedder or load_embedder(settings)
-        self.host = connect(settings)
-        self.catalogue = RemoteCatalogue(self.host)
+        self.store = store or connect(settings)
+        self.catalogue = self.store.catalogue
         try:
-            m = settings.milvus
-            self.vectors_uri = m.uri if settings.milvus_server else self.host.hello["vectors_uri"]
-            self.vectors = VectorStore(self.vectors_uri, m.token, m.collection, self.embedder.dim, m.nlist, m.nprobe)
+            self.embedder = embedder or Embedder.from_settings(settings)
+            self.vectors_uri = settings.milvus.uri if settings.milvus_server else self.store.vectors_uri
+            self.vectors = VectorStore.from_settings(settings.milvus, self.vectors_uri, self.embedder.dim)
         except BaseException:
-            self.host.close()
+            self.store.close()
             raise
 
     @contextlib.contextmanager
@@ -73,14 +73,25 @@ class Index:
         """What the index records of how its vectors were made: the model, and whether halves have entries."""
         return self.embedder.model_name + ("+halves" if self.settings.features.half_frames else "")
 
-    @property
-    def vectors_per_frame(self) -> int:
-        """Entries per kept frame: the whole frame, plus its four halves with features.half_frames."""
-        return 1 + len(HALF_REGIONS) if self.settings.features.half_frames else 1
+    def configured_parameters(self) -> IndexParameters:
+        """The parameters this configuration indexes with."""
+        return IndexParameters(self.model_name, self.settings.features.half_frames)
+
+    def parameters(self) -> IndexParameters:
+        """The parameters the index was built with (the configured ones for an empty index)."""
+        recorded = self.catalogue.get_meta(PARAMETERS_KEY)
+        return IndexParameters(**recorded) if recorded else self.configured_parameters()
+
+    def record_parameters(self) -> None:
+        """Record the configured parameters as the index's (after its first vectors are written)."""
+        parameters = self.configured_parameters()
+        self.catalogue.put_meta(PARAMETERS_KEY, dataclasses.asdict(parameters))
+        self.catalogue.put_meta("model", parameters.model)  # read by indexes made before parameters were recorded
 
     def indexed_model(self) -> str | None:
         """The model the stored vectors were made with (None for an empty index)."""
-        return self.catalogue.get_meta("model")
+        recorded = self.catalogue.get_meta(PARAMETERS_KEY)
+        return recorded["model"] if recorded else self.catalogue.get_meta("model")
 
     def check_model(self) -> None:
         """Refuse to mix vectors of different models."""
@@ -90,12 +101,12 @@ class Index:
                                      f"({self.vectors.stored_dim}-d vectors) but the configuration uses "
                                      f"{self.model_name} ({self.vectors.dim}-d): run `python run.py process --reindex`")
 
-    def refresh_stats(self) -> dict:
+    def refresh_stats(self) -> dict[str, Any]:
         """Recompute library totals from the catalogue and store them for /status and frameCount."""
-        stats = {"series": 0, "episodes": 0, "failed": 0, "vectors": 0, "video_seconds": 0.0}
+        stats: dict[str, Any] = {"series": 0, "episodes": 0, "failed": 0, "vectors": 0, "video_seconds": 0.0}
         series, aspects = set(), set()
         for record in self.catalogue.episodes():
-            if record.status == "indexed":
+            if record.status == EpisodeStatus.INDEXED:
                 series.add(record.series_id)
                 width, height = (record.crop[2], record.crop[3]) if record.crop else (record.width, record.height)
                 if width and height:
@@ -103,7 +114,7 @@ class Index:
                 stats["episodes"] += 1
                 stats["vectors"] += record.vectors or record.frames_kept
                 stats["video_seconds"] += record.duration
-            elif record.status == "failed":
+            elif record.status == EpisodeStatus.FAILED:
                 stats["failed"] += 1
         stats["series"] = len(series)
         stats["aspects"] = sorted(aspects)  # the library's frame shapes (width / height), for finding windows
@@ -115,12 +126,13 @@ class Index:
         self.vectors.drop()
         self.catalogue.clear()
         self.catalogue.put_meta("model", None)
+        self.catalogue.put_meta(PARAMETERS_KEY, None)
 
     def close(self) -> None:
         self.vectors.close()
-        self.host.close()
+        self.store.close()
 
-    def __enter__(self) -> "Index":
+    def __enter__(self) -> Index:
         return self
 
     def __exit__(self, *exc) -> None:

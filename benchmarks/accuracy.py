@@ -18,15 +18,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import DISTORTIONS, grab_rgb, link_library, percentile, settings_for, shared_clips
 
+from animeback.imaging import is_uninformative
 from animeback.index import Index
 from animeback.ingest.indexer import process_library
 from animeback.ingest.media import probe
-from animeback.training.pca import train_library_pca
-from animeback.imaging import is_uninformative
 from animeback.query.search import Searcher
+from animeback.training.pca import train_library_pca
 
 
 def query_plan(clips: list[Path], per_clip: int, seed: int) -> list[tuple[Path, float]]:

@@ -45,7 +45,7 @@ class ColourLayoutIndex:
     times: np.ndarray
 
     @classmethod
-    def build(cls, clips: list[Path]) -> "ColourLayoutIndex":
+    def build(cls, clips: list[Path]) -> ColourLayoutIndex:
         vectors, files, times = [], [], []
         for clip in clips:
             kept: list[tuple[float, np.ndarray]] = []

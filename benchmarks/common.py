@@ -12,12 +12,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from animeback.config import Settings, updated
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CLIPS = ROOT.parent / "shared" / "data" / "clips"
-
-from animeback.config import Settings  # noqa: E402
 
 
 def shared_clips() -> list[Path]:
@@ -29,11 +28,14 @@ def shared_clips() -> list[Path]:
 
 def settings_for(workdir: Path, library: Path, **overrides) -> Settings:
     """Settings of a throw-away installation under workdir; overrides as 'section.key': value."""
-    settings = Settings(base_dir=workdir, library_dir=str(library), data_dir=str(workdir / "data"))
+    changes: dict = {"library_dir": str(library), "data_dir": str(workdir / "data")}
     for key, value in overrides.items():
         section, _, name = key.rpartition(".")
-        setattr(getattr(settings, section) if section else settings, name, value)
-    return settings
+        if section:
+            changes.setdefault(section, {})[name] = value
+        else:
+            changes[name] = value
+    return updated(Settings(base_dir=workdir), **changes)
 
 
 def link_library(library: Path, clips: list[Path], series: str = "clips") -> None:

@@ -24,9 +24,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from common import ROOT, grab_rgb, link_library, percentile, shared_clips
+from PIL import Image
 
 from animeback.ingest.media import probe
 

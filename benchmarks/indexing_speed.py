@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import CLIPS, ROOT, link_library, settings_for
 
+from animeback.index import Index
 from animeback.ingest.dedupe import phash64
-from animeback.model.embedder import Embedder, PcaModel
-from animeback.index import Index, pca_path
 from animeback.ingest.indexer import process_library
-from animeback.ingest.media import FrameSampler, probe
+from animeback.ingest.media import FrameSampler, OpenedVideo, probe
+from animeback.model.embedder import Embedder
 from animeback.stores import FrameRow, VectorStore
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -69,7 +68,7 @@ def main() -> None:
         link_library(library, [video])
         overrides = {"features.half_frames": True} if args.half_frames else {}
         settings = settings_for(tmp, library, **overrides)
-        embedder = Embedder(settings.path(settings.features.weights), PcaModel.load(pca_path(settings)))
+        embedder = Embedder.from_settings(settings)
         with Index(settings, embedder) as index:
             report = process_library(index, progress=False)
         cli_settings = tmp / "cli"
@@ -83,8 +82,9 @@ def main() -> None:
         # Stages alone, for the per-stage figures.
         fps = settings.media.sample_fps
         frames = []
-        sample_only = timed(lambda: frames.extend(FrameSampler(video, info, fps, None, None, settings.media)))
-        with_preview = timed(lambda: list(FrameSampler(video, info, fps, None, tmp / "p.mp4", settings.media)))
+        opened = OpenedVideo(video, info, None)
+        sample_only = timed(lambda: frames.extend(FrameSampler(opened, fps, settings.media)))
+        with_preview = timed(lambda: list(FrameSampler(opened, fps, settings.media, tmp / "p.mp4")))
         pixels = np.stack([f.pixels for f in frames])
         hashing = timed(lambda: [phash64(p) for p in pixels])
         embedder.embed(pixels[:32])

@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from accuracy import build, describe_blanks, query_frames
 from colour_layout import ColourLayoutIndex
-from common import ROOT, ROBUST_DISTORTIONS, percentile, shared_clips
+from common import ROBUST_DISTORTIONS, ROOT, percentile, shared_clips
 
-from animeback.config import Settings
+from animeback.config import Settings, updated
 from animeback.model.embedder import Embedder
 from animeback.query.search import Searcher
 
@@ -71,7 +70,7 @@ def main() -> None:
     # name: (embedder, setting overrides); None: the installation's default (ImageNet CNN + shipped PCA)
     embedders = {"imagenet": (None, {}), "imagenet+halves": (None, {"features.half_frames": True})}
     for folder in args.model:
-        embedders[folder.name] = (Embedder(settings.path(settings.features.weights), None, trained=folder), {})
+        embedders[folder.name] = (Embedder.from_settings(updated(settings, features={"model": str(folder)})), {})
     results, methods = {}, {}
     declined = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +115,7 @@ def main() -> None:
     print(header)
     for name in ROBUST_DISTORTIONS:
         row = f"{name:<18}"
-        for method, data in results.items():
+        for data in results.values():
             ok = ok_above = 0
             for (clip, t), answer in zip(plan, data["answers"][name]):
                 if answer is None:

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from common import grab_rgb, link_library, percentile, settings_for, shared_clips
+from PIL import Image
 
 from animeback.index import Index
 from animeback.ingest.indexer import process_library

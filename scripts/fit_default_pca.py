@@ -1,8 +1,8 @@
 """Fit the default PCA shipped as models/pca_default.npz, so the first episode is searchable at once.
 
-    python scripts/fit_default_pca.py [--videos DIR ...] [--dim 256]
+    python -m scripts.fit_default_pca [--videos DIR ...] [--dim 256]
 
-It fits on frames of generated cartoon-like videos (scripts/synthetic.py, reproducible from a seed) plus,
+It fits on frames of generated cartoon-like videos (animeback/sources/synthetic.py, reproducible from a seed) plus,
 when given, real animation (e.g. ../shared/data/clips). The command used for the shipped file is in
 models/README.md.
 """
@@ -10,18 +10,16 @@ models/README.md.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from animeback.config import Settings
+from animeback.ingest.library import VIDEO_EXTENSIONS
+from animeback.model.embedder import Embedder, PcaModel
+from animeback.sources.synthetic import make_episode
+from animeback.training.pca import sample_video_features
 
-from animeback.config import Settings  # noqa: E402
-from animeback.model.embedder import Embedder, PcaModel  # noqa: E402
-from animeback.ingest.library import VIDEO_EXTENSIONS  # noqa: E402
-from animeback.training.pca import sample_video_features  # noqa: E402
-from animeback.sources.synthetic import make_episode  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -34,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(base_dir=ROOT)
-    embedder = Embedder(settings.path(settings.features.weights), None)
+    embedder = Embedder.imagenet(settings, None)
     with tempfile.TemporaryDirectory() as tmp:
         videos = [make_episode(Path(tmp) / f"synthetic_{i}.mp4", seed=1000 + i, duration=30)
                   for i in range(args.synthetic)]

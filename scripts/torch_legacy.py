@@ -67,7 +67,7 @@ class _Unpickler(pickle.Unpickler):
         return self._storages[key]
 
 
-def load_legacy_checkpoint(path: Path) -> "OrderedDict[str, np.ndarray]":
+def load_legacy_checkpoint(path: Path) -> OrderedDict[str, np.ndarray]:
     """Return the state dict of a legacy torch checkpoint as name -> numpy array."""
     with open(path, "rb") as fh:
         stream = io.BytesIO(fh.read())

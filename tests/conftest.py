@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from animeback.config import Settings, updated
+from animeback.sources.synthetic import make_episode
 
-from animeback.config import Settings  # noqa: E402
-from animeback.sources.synthetic import make_episode  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (series id, file name, seed, duration): two series, several containers and naming styles.
 LIBRARY = [
@@ -26,13 +24,10 @@ LIBRARY = [
 
 def make_settings(tmp: Path, library: Path, **sections) -> Settings:
     """Settings whose library and data live under tmp; keyword args override sections, e.g. media={...}."""
-    settings = Settings(base_dir=tmp, library_dir=str(library), data_dir=str(tmp / "data"))
-    settings.log_level = "WARNING"
-    settings.stores.host_idle_s = 3.0  # hosts of finished tests go away quickly
-    for section, values in sections.items():
-        for key, value in values.items():
-            setattr(getattr(settings, section), key, value)
-    return settings
+    # hosts of finished tests go away quickly
+    stores = {"host_idle_s": 3.0, **sections.pop("stores", {})}
+    return updated(Settings(base_dir=tmp), library_dir=str(library), data_dir=str(tmp / "data"), log_level="WARNING",
+                   stores=stores, **sections)
 
 
 def build_library(folder: Path, entries=LIBRARY) -> Path:
@@ -59,11 +54,9 @@ def library(tmp_path, library_template) -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """The real CNN + default PCA, loaded once for the whole session."""
-    from animeback.model.embedder import Embedder, PcaModel
-    from animeback.index import pca_path
+    from animeback.model.embedder import Embedder
 
-    settings = Settings(base_dir=ROOT)
-    return Embedder(settings.path(settings.features.weights), PcaModel.load(pca_path(settings)))
+    return Embedder.from_settings(Settings(base_dir=ROOT))
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,7 @@ class FakeBilibili:
                 "play_view_business_info": {"season_info": {"season_id": 0}, "episode_info": {"bvid": "BV1Am411y7iK"}}}
 
     # -- HTTP ---------------------------------------------------------------------------------------------
-    def start(self) -> "FakeBilibili":
+    def start(self) -> FakeBilibili:
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):

@@ -12,9 +12,9 @@ from jsonschema import Draft202012Validator
 from PIL import Image
 
 from animeback.config import PROJECT_ROOT
+from animeback.sources.synthetic import grab_frame
 from animeback.web import create_app
 from tests.conftest import LIBRARY
-from animeback.sources.synthetic import grab_frame
 
 DOC = json.loads((PROJECT_ROOT / "static" / "openapi.json").read_text())
 

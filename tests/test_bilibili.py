@@ -11,11 +11,12 @@ import subprocess
 import pytest
 
 from animeback.cli import main as cli_main
-from animeback.sources.download import download_queue, parse_queue
+from animeback.config import updated
 from animeback.errors import ConfigError, SourceError
 from animeback.ingest.library import scan_library
 from animeback.sources.bilibili import BilibiliSource, parse_reference
-from animeback.stores.host import RemoteCatalogue, connect
+from animeback.sources.download import download_queue, parse_queue
+from animeback.stores.host import connect
 from tests.conftest import make_settings
 from tests.fake_bilibili import FakeBilibili, make_dash_streams, route_bilibili_api_to
 
@@ -42,9 +43,7 @@ def fake(media):
 
 
 def _settings(tmp_path, **bilibili):
-    settings = make_settings(tmp_path, tmp_path / "library", bilibili={"retries": 2, **bilibili})
-    settings.bilibili.parallel = 2
-    return settings
+    return make_settings(tmp_path, tmp_path / "library", bilibili={"retries": 2, "parallel": 2, **bilibili})
 
 
 def _probe(path) -> list[str]:
@@ -65,12 +64,11 @@ def test_references_in_every_accepted_form():
 
 def test_queue_entries_are_checked(tmp_path):
     settings = _settings(tmp_path, queue=["ss1", {"season": "ss2", "episodes": "1-3,5"}, {"season": "md3", "episodes": [1, 2]}])
-    entries = parse_queue(settings)
+    entries = parse_queue(settings.bilibili.queue)
     assert [e.reference for e in entries] == ["ss1", "ss2", "md3"]
     for bad in ([42], [{"season": "ss1", "episodes": "one"}], [{"season": "ss1", "extra": 1}]):
-        settings.bilibili.queue = bad
         with pytest.raises(ConfigError, match="bilibili.queue"):
-            parse_queue(settings)
+            parse_queue(bad)
 
 
 def test_download_selected_episodes_with_metadata_then_skip_on_rerun(tmp_path, fake, caplog):
@@ -86,9 +84,9 @@ def test_download_selected_episodes_with_metadata_then_skip_on_rerun(tmp_path, f
     assert metadata["title"] == "Fake Show" and metadata["intro"] == "About Fake Show."
     assert metadata["titles"]["native"] == "Fake Show" and metadata["synonyms"] == ["Fake Show alias", "Fake Show another"]
     assert [e["number"] for e in metadata["episodes"]] == [1, 2, 3] and metadata["episodes"][0]["duration"] == 3.0
-    host = connect(settings)
-    assert RemoteCatalogue(host).get_series("4001")["cover"].endswith("/4001.jpg")
-    host.close()
+    store = connect(settings)
+    assert store.catalogue.get_series("4001")["cover"].endswith("/4001.jpg")
+    store.close()
     # quality fallback: the second season offers 720P at best, and the log says so
     assert "1080P is not available; took 720P" in caplog.text
     # `process` reads the layout: series folder, episode numbers from the names
@@ -118,6 +116,7 @@ def test_interrupted_download_resumes_with_a_range_request(tmp_path, fake, media
                           capture_output=True, text=True).stderr == ""  # decodes cleanly end to end
 
 
+@pytest.mark.slow
 def test_rate_limits_and_dead_mirrors_are_retried(tmp_path, fake):
     fake.api_codes["season:4001"] = [(412, ""), (-412, "请求被拦截")]
     fake.faults["v11.m4s"] = ["status:429"]
@@ -165,17 +164,18 @@ def test_sessdata_unlocks_member_episodes_and_never_leaks(tmp_path, fake, caplog
     settings = _settings(tmp_path, queue=[{"season": "ss4001", "episodes": [3]}], sessdata="expired")
     report = download_queue(settings, progress=False)
     assert report.failed == 1 and "SESSDATA cookie is not logged in or has expired" in report.errors[0]
-    settings.bilibili.sessdata = "good"
+    settings = updated(settings, bilibili={"sessdata": "good"})
     with caplog.at_level(logging.DEBUG):
         report = download_queue(settings, progress=False)
     assert report.downloaded == 1 and any("SESSDATA=good" in c for c in fake.cookies_seen)
     assert "SESSDATA=good" not in caplog.text
     assert "good" not in (settings.library_path / "4001" / "series.json").read_text()
-    host = connect(settings)
-    assert "good" not in json.dumps(RemoteCatalogue(host).get_series("4001"))
-    host.close()
+    store = connect(settings)
+    assert "good" not in json.dumps(store.catalogue.get_series("4001"))
+    store.close()
 
 
+@pytest.mark.slow
 def test_process_after_each_episode_makes_it_searchable(tmp_path, fake, embedder):
     settings = _settings(tmp_path, queue=[{"season": "ss4002"}])
     report = download_queue(settings, progress=False, process=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LIBRARY
 from animeback.sources.synthetic import grab_frame
+from tests.conftest import LIBRARY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,22 +27,21 @@ def run_cli(args, cwd: Path, env_extra=None, **kw) -> subprocess.CompletedProces
 
 def _stores_agree(workdir: Path) -> dict:
     """Open the stores the CLI wrote and check Milvus rows, LevelDB frames and records agree."""
-    code = f"""
-import json, sys
-sys.path.insert(0, {str(ROOT)!r})
+    code = """
+import json
 from animeback.config import load_settings
 from animeback.stores import VectorStore
-from animeback.stores.host import RemoteCatalogue, connect
+from animeback.stores.host import connect
 s = load_settings()
-host = connect(s)
-cat = RemoteCatalogue(host)
+store = connect(s)
+cat = store.catalogue
 records = list(cat.episodes())
-vec = VectorStore(host.hello["vectors_uri"], "", s.milvus.collection, 256)
-print(json.dumps({{"statuses": sorted(r.status for r in records), "milvus": vec.count(),
+vec = VectorStore(store.vectors_uri, "", s.milvus.collection, 256)
+print(json.dumps({"statuses": sorted(r.status for r in records), "milvus": vec.count(),
     "frames": cat.count_frames(), "kept": sum(r.frames_kept for r in records),
     "episodes_with_vectors": sorted(vec.episode_ids()), "recorded": sorted(r.id for r in records),
     "per_indexed_episode": [[vec.count(r.id), cat.count_frames(r.id), r.frames_kept]
-                            for r in records if r.status == "indexed"]}}))
+                            for r in records if r.status == "indexed"]}))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -78,6 +77,7 @@ def test_bad_config_is_one_line_error(tmp_path):
     assert out.stderr.strip() == "error: config key 'media.sample_fps' must be between 0.1 and 30.0; got -1.0"
 
 
+@pytest.mark.slow
 def test_process_search_and_bad_queries(tmp_path, library_template):
     env = {"ANIMEBACK_LIBRARY_DIR": str(library_template)}
     out = run_cli(["-q", "process"], tmp_path, env)
@@ -118,6 +118,7 @@ def _run_and_kill(workdir: Path, env: dict, rng: random.Random, after_line: str)
     proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kill_9_during_process_then_resume(tmp_path, library_template, seed):
     env = {"ANIMEBACK_LIBRARY_DIR": str(library_template)}
@@ -135,6 +136,7 @@ def test_kill_9_during_process_then_resume(tmp_path, library_template, seed):
     assert "indexed 0 episode(s)" in out.stdout and f"skipped {len(LIBRARY)} unchanged" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_searches_go_on(tmp_path, library_template):
     import fcntl
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from animeback.config import load_settings, to_dict, write_default_config, Settings
+from animeback.config import Settings, load_settings, to_dict, write_default_config
 from animeback.errors import ConfigError
 
 

@@ -1,17 +1,14 @@
 """Query decoding: formats, size limits and clear errors for what is not an image."""
 
-import io
 import struct
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from animeback.errors import BadImageError, ImageTooLargeError
 from animeback.query.decode import decode_query_image
 from tests.pictures import LIMITS, encode
-
 
 
 def _png_header_only(width: int, height: int) -> bytes:

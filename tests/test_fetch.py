@@ -9,10 +9,12 @@ from __future__ import annotations
 import http.server
 import io
 import threading
+from typing import ClassVar
 
 import pytest
 from PIL import Image
 
+from animeback.config import updated
 from animeback.errors import ImageTooLargeError
 from animeback.web import create_app
 from animeback.web.fetch import FetchError, address_allowed, fetch_image
@@ -25,7 +27,7 @@ def _png() -> bytes:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def log_message(self, *args):
         pass
@@ -115,9 +117,7 @@ def test_search_by_url_through_the_api(indexed, servers):
     client = create_app(index.settings, warm=False, index=index).test_client()
     response = client.get(f"/search?url={servers['internal']}/img.png")
     assert response.status_code == 400 and "non-public" in response.get_json()["error"]
-    index.settings.server.fetch_allow_networks = ["127.0.0.2/32"]
-    try:
-        response = client.get(f"/search?url={servers['allowed']}/img.png")
-        assert response.status_code == 200 and response.get_json()["error"] == ""
-    finally:
-        index.settings.server.fetch_allow_networks = []
+    allowing = updated(index.settings, server={"fetch_allow_networks": ["127.0.0.2/32"]})
+    client = create_app(allowing, warm=False, index=index).test_client()
+    response = client.get(f"/search?url={servers['allowed']}/img.png")
+    assert response.status_code == 200 and response.get_json()["error"] == ""

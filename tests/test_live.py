@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LIBRARY, ROOT
 from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
+from tests.conftest import LIBRARY, ROOT
+
+pytestmark = pytest.mark.live  # gunicorn, headless Chromium and a trace.moe client over HTTP
 
 
 def _free_port() -> int:
@@ -56,7 +58,7 @@ class Live:
                               capture_output=True, text=True, timeout=600)
 
     def start(self, workers: int = 2) -> None:
-        self.log = open(self.tmp / "gunicorn.log", "wb")
+        self.log = open(self.tmp / "gunicorn.log", "wb")  # noqa: SIM115 - the server's log, closed in stop()
         self.server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-b",
                                         f"127.0.0.1:{self.port}", "app:flask_app"],
                                        cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
@@ -189,7 +191,7 @@ def test_malformed_requests_never_yield_500(live):
     ]
     for path, body, content_type in cases:
         status, data = _post(live, path, body, content_type)
-        assert status != 500 and 400 <= status < 500 or status == 200, (path, status, data[:200])
+        assert (status != 500 and 400 <= status < 500) or status == 200, (path, status, data[:200])
         assert json.loads(data)  # always JSON
     for path in ("/video/abc.def", "/image/" + "A" * 3000 + ".x", "/search?url=gopher://x", "/nope", "/me?key=bad"):
         status, data = _get(live.base + path)

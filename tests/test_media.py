@@ -1,5 +1,6 @@
 """ffmpeg stages: probing, sampling with timestamps, preview, borders, and errors naming file and cause."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from animeback.config import MediaSettings
-from animeback.ingest.dedupe import Deduplicator
 from animeback.errors import MediaError
-from animeback.ingest.media import FrameSampler, detect_borders, probe
+from animeback.ingest.dedupe import Deduplicator
+from animeback.ingest.media import FrameSampler, OpenedVideo, detect_borders, open_video, probe
 from animeback.sources.synthetic import episode_scenes, make_episode
 
 
@@ -22,7 +23,7 @@ def test_sampler_streams_frames_with_times_and_writes_preview(library_template, 
     assert info.duration == pytest.approx(20.0, abs=0.1)
     preview = tmp_path / "preview.mp4"
     settings = MediaSettings(preview_height=120)
-    frames = list(FrameSampler(video, info, 2.0, None, preview, settings))
+    frames = list(FrameSampler(OpenedVideo(video, info, None), 2.0, settings, preview))
     assert len(frames) == 40
     assert [f.time for f in frames[:3]] == [0.0, 0.5, 1.0]
     assert frames[0].pixels.shape == (224, 224, 3)
@@ -34,15 +35,15 @@ def test_dedupe_keeps_contiguous_spans_and_collapses_the_static_shot(library_tem
     video = library_template / "101" / "[Sub] Show One - 01 [1080p].mp4"
     info = probe(video)
     static_start = episode_scenes(1, 20.0)[-1][1]
-    sampler = FrameSampler(video, info, 4.0, None, None, MediaSettings())
+    sampler = FrameSampler(OpenedVideo(video, info, None), 4.0, MediaSettings())
     dedupe = Deduplicator(max_span_s=0)
     kept = list(dedupe.filter(sampler, info.duration))
     assert kept[0].start == 0.0 and kept[-1].end == pytest.approx(info.duration)
-    assert all(a.end == b.start for a, b in zip(kept, kept[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(kept))
     assert sum(1 for k in kept if k.start > static_start + 0.3) == 0  # the held frame is stored once
     assert dedupe.kept == len(kept) < dedupe.sampled == 80
     # With spans capped at 1 s, the still shot is stored about once a second, no more.
-    capped = list(Deduplicator(max_span_s=1.0).filter(FrameSampler(video, info, 4.0, None, None, MediaSettings()),
+    capped = list(Deduplicator(max_span_s=1.0).filter(FrameSampler(OpenedVideo(video, info, None), 4.0, MediaSettings()),
                                                       info.duration))
     still = [k for k in capped if k.start > static_start + 0.3]
     assert all(k.end - k.start <= 1.0 + 1e-6 for k in capped)
@@ -56,6 +57,7 @@ def test_burnt_in_letterbox_is_detected(tmp_path):
                     str(video)], check=True)
     box = detect_borders(video, probe(video))
     assert box is not None and (box.x, box.w) == (0, 320) and abs(box.y - 30) <= 2 and abs(box.h - 180) <= 4
+    assert open_video(video, MediaSettings()).crop == box  # the one helper every reader of videos uses
 
 
 @pytest.mark.parametrize("content,message", [
@@ -75,8 +77,7 @@ def test_truncated_video_is_reported(tmp_path):
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     with pytest.raises(MediaError, match="truncated or corrupt video"):
-        info = probe(cut)
-        list(FrameSampler(cut, info, 2.0, None, None, MediaSettings()))
+        list(FrameSampler(open_video(cut, MediaSettings()), 2.0, MediaSettings()))
 
 
 def test_unreadable_file_is_reported():

@@ -1,7 +1,6 @@
 """The shipped Keras weights reproduce torchvision's MobileNetV2 (reference logits made by an independent
 torch implementation: scripts/port_mobilenet_weights.py --reference)."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_keras_port_matches_torch_reference(embedder):
-    sys.path.insert(0, str(ROOT / "scripts"))
     import keras
 
     from animeback.model.mobilenet import build_mobilenet_v2
-    from port_mobilenet_weights import reference_inputs
+    from scripts.port_mobilenet_weights import reference_inputs
 
     reference = np.load(ROOT / "tests" / "data" / "mobilenet_reference.npz")
     model = build_mobilenet_v2(keras, with_classifier=True)

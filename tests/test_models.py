@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from animeback.config import updated
 from animeback.errors import IndexMismatchError
-from animeback.model.embedder import Embedder, PcaModel
-from animeback.index import Index, pca_path
+from animeback.index import Index
 from animeback.ingest.indexer import process_library
-from animeback.training.pca import train_library_pca
+from animeback.model.embedder import Embedder, PcaModel, pca_path
 from animeback.query.search import Searcher
-from tests.conftest import LIBRARY, make_settings
 from animeback.sources.synthetic import grab_frame
+from animeback.training.pca import train_library_pca
+from tests.conftest import LIBRARY, make_settings
+
+pytestmark = pytest.mark.slow  # each test indexes the library twice
 
 
 def test_train_pca_refits_on_the_library_and_reindexes(library, tmp_path, embedder):
@@ -37,7 +40,7 @@ def test_a_different_model_is_refused_until_reindexed(library, tmp_path, embedde
         process_library(index, progress=False)
     # Same dimension, other parameters: only the recorded model name can tell them apart.
     other = PcaModel(embedder.pca.mean, -embedder.pca.components, embedder.pca.scale)
-    other_embedder = Embedder(settings.path(settings.features.weights), other)
+    other_embedder = Embedder.imagenet(settings, other)
     with Index(settings, other_embedder) as index:
         with pytest.raises(IndexMismatchError, match="process --reindex"):
             process_library(index, progress=False)
@@ -63,7 +66,7 @@ def test_half_frame_entries_find_a_half_screenshot_and_need_a_reindex(library, t
     with Index(settings, embedder) as index:
         process_library(index, progress=False)
         plain = [Searcher(index).search(half).matches[0].similarity for half in halves(shot)]
-    settings.features.half_frames = True
+    settings = updated(settings, features={"half_frames": True})
     with Index(settings, embedder) as index:
         with pytest.raises(IndexMismatchError, match=r"\+halves.*process --reindex"):
             process_library(index, progress=False)

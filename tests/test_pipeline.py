@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 
+import numpy as np
 import pytest
 
+from animeback.config import updated
 from animeback.index import Index
 from animeback.ingest.indexer import process_library
 from animeback.query.search import Searcher
+from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
+from animeback.stores import EpisodeStatus, FrameRow
+from animeback.stores.catalogue import frame_id
 from animeback.web.responses import trace_moe_result
 from tests.conftest import LIBRARY, make_settings
-from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
 
 
 def _query_times(seed: int, duration: float) -> list[float]:
@@ -80,7 +84,7 @@ def test_letterboxed_query_finds_the_frame(indexed, library_template, tmp_path):
 
 def test_series_filter_and_result_shape(indexed, library_template, tmp_path):
     index, _ = indexed
-    series, name, seed, duration = LIBRARY[2]
+    series, name, _seed, _duration = LIBRARY[2]
     shot = grab_frame(library_template / series / name, 3.0, tmp_path / "q.png")
     outcome = Searcher(index).search_bytes(shot.read_bytes(), series="101")
     assert outcome.matches and all(m.series_id == "101" for m in outcome.matches)
@@ -90,6 +94,7 @@ def test_series_filter_and_result_shape(indexed, library_template, tmp_path):
     assert result["anilist"] == 202 and result["episode"] == 3 and result["from"] <= result["at"] <= result["to"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_changed_reindexes_and_deleted_removed(library, tmp_path, embedder):
     settings = make_settings(tmp_path, library)
     with Index(settings, embedder) as index:
@@ -117,6 +122,7 @@ def test_rerun_skips_changed_reindexes_and_deleted_removed(library, tmp_path, em
         assert best.filename == LIBRARY[1][1] and abs(best.at - 5.0) <= 1.0
 
 
+@pytest.mark.slow
 def test_bad_episodes_fail_alone_and_leave_the_index_consistent(library, tmp_path, embedder):
     series = library / "101"
     (series / "notes 04.mp4").write_text("this is not a video")
@@ -139,6 +145,7 @@ def test_bad_episodes_fail_alone_and_leave_the_index_consistent(library, tmp_pat
         assert rerun.failed == 0 and rerun.indexed == 0  # unchanged bad files are not retried every run
 
 
+@pytest.mark.slow
 def test_a_video_with_more_samples_than_frame_ids_hold_fails_with_a_clear_message(tmp_path, embedder):
     import subprocess
 
@@ -154,3 +161,48 @@ def test_a_video_with_more_samples_than_frame_ids_hold_fails_with_a_clear_messag
         assert "marathon 01.mp4: too long to index (18000 s at media.sample_fps 30 is more than 524288 samples)" \
             in "\n".join(report.errors)
         _consistent(index)
+
+
+@pytest.mark.slow
+def test_process_repairs_milvus_from_the_frame_map(library, tmp_path, embedder):
+    settings = make_settings(tmp_path, library)
+    with Index(settings, embedder) as index:
+        process_library(index, progress=False)
+        damaged = next(r for r in index.catalogue.episodes() if r.relpath == f"{LIBRARY[0][0]}/{LIBRARY[0][1]}")
+        # Behind the index's back: Milvus loses part of an episode (a restored backup, a lost segment) and holds
+        # vectors of an episode no record names (a foreign or stale writer).
+        ids = index.catalogue.frame_ids(damaged.id)
+        assert len(ids) == damaged.vectors > 4
+        index.vectors.client.delete(index.vectors.collection, ids=ids[: len(ids) // 2])
+        stray = index.vectors.search(embedder.embed(np.zeros((1, 224, 224, 3), np.uint8)), 1)[0][0]
+        index.vectors.insert([FrameRow(frame_id(9999, 0), 9999, "999", 0.0, 0.0, 1.0,
+                                       index.vectors.client.get(index.vectors.collection, ids=[stray.id],
+                                                                output_fields=["vector"])[0]["vector"])])
+        index.vectors.flush()
+        report = process_library(index, progress=False)
+        assert (report.verified_missing, report.orphans_deleted, report.indexed) == (1, 1, 1)
+        _consistent(index)
+        repaired = next(r for r in index.catalogue.episodes() if r.relpath == damaged.relpath)
+        assert repaired.id != damaged.id and repaired.status == EpisodeStatus.INDEXED
+        shot = grab_frame(library / LIBRARY[0][0] / LIBRARY[0][1], 4.4, tmp_path / "q.png")
+        best = Searcher(index).search_bytes(shot.read_bytes()).matches[0]
+        assert best.episode_id == repaired.id and abs(best.at - 4.4) <= 1.0
+        quiet = process_library(index, progress=False)  # in agreement again: nothing to repair
+        assert (quiet.verified_missing, quiet.orphans_deleted, quiet.indexed) == (0, 0, 0)
+
+
+def test_search_uses_the_sampling_rate_the_index_was_built_with(indexed, library_template, tmp_path):
+    index, _ = indexed
+    assert {r.sample_fps for r in index.catalogue.episodes()} == {index.settings.media.sample_fps}
+    series, name, seed, duration = LIBRARY[0]
+    at = _query_times(seed, duration)[1]
+    shot = grab_frame(library_template / series / name, at, tmp_path / "q.jpg").read_bytes()
+    built_with = Searcher(index).search_bytes(shot).matches[0]
+    # The configuration now says another rate; the episodes were sampled at the old one, and from..to says so.
+    other = Index(updated(index.settings, media={"sample_fps": 1.0}), index.embedder)
+    try:
+        later = Searcher(other).search_bytes(shot).matches[0]
+    finally:
+        other.close()
+    assert (later.start, later.at, later.end) == (built_with.start, built_with.at, built_with.end)
+    assert built_with.start > 0 and built_with.end < duration  # not clipped: the margin shows in both bounds

@@ -13,15 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from animeback.config import updated
 from animeback.errors import IndexMismatchError
-from animeback.model.embedder import Embedder
-from animeback.model.finetune import CARD_NAME, HEAD_NAME
 from animeback.index import Index
 from animeback.ingest.indexer import process_library
+from animeback.model.embedder import Embedder
+from animeback.model.finetune import CARD_NAME, HEAD_NAME
 from animeback.query.search import Searcher
+from animeback.sources.synthetic import grab_frame, make_episode
 from animeback.training.train import CHECKPOINT_DIR, next_model_folder
 from tests.conftest import ROOT, make_settings
-from animeback.sources.synthetic import grab_frame, make_episode
+
+pytestmark = pytest.mark.slow  # training a model takes minutes on a CPU
 
 # Small, but with rounds of a few seconds, so that the run can be killed between its checkpoints.
 TINY = ["--rounds", "3", "--views", "3", "--fps", "4"]
@@ -97,8 +100,8 @@ def test_trained_model_indexes_searches_and_never_mixes_with_another(trained, tm
     settings = make_settings(tmp_path, library)
     with Index(settings, embedder) as index:  # first indexed with the ImageNet model
         process_library(index, progress=False)
-    settings.features.model = str(out)
-    fine_tuned = Embedder(settings.path(settings.features.weights), None, trained=out)
+    settings = updated(settings, features={"model": str(out)})
+    fine_tuned = Embedder.from_settings(settings)
     assert fine_tuned.model_name.startswith("animeback-v1-") and fine_tuned.dim == 256
     with Index(settings, fine_tuned) as index:
         with pytest.raises(IndexMismatchError, match="process --reindex"):

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animeback.web.previews import PreviewSigner
-from animeback.web import create_app
-from tests.conftest import LIBRARY
+from animeback.config import updated
 from animeback.sources.synthetic import episode_scenes, grab_frame
+from animeback.web import create_app
+from animeback.web.previews import PreviewSigner
+from tests.conftest import LIBRARY
 
 
 def _frame(library, tmp_path, entry=0, at=None, suffix=".jpg") -> tuple[bytes, float]:
@@ -194,45 +195,39 @@ def test_status_describes_the_index(client):
 
 def test_api_keys_quota_concurrency_and_rate_limit(indexed, tmp_path):
     index, _ = indexed
-    index.settings.api.keys = {"k-alice": {"id": "alice", "priority": 2, "concurrency": 1, "quota": 1}}
-    index.settings.api.rate_limit_per_minute = 3
-    try:
-        client = create_app(index.settings, warm=False, index=index).test_client()
-        image, _ = _frame(index.settings.library_path, tmp_path)
-        alice = {"x-trace-key": "k-alice"}
-        me = client.get("/me", headers=alice).get_json()
-        assert me["id"] == "alice" and me["priority"] == 2 and me["concurrency"] == 1 and me["quota"] == 1
-        used = me["quotaUsed"]
-        if used == 0:
-            assert client.post("/search", data=image, content_type="image/jpeg", headers=alice).status_code == 200
-        response = client.post("/search", data=image, content_type="image/jpeg", headers=alice)
-        assert response.status_code == 402 and response.get_json()["error"] == "Search quota depleted"
-        response = client.get("/me", headers={"x-trace-key": "wrong"})
-        assert response.status_code == 403 and response.get_json()["error"] == "Invalid API key"
-        statuses = [client.get("/me", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code for _ in range(5)]
-        assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
-    finally:
-        index.settings.api.keys, index.settings.api.rate_limit_per_minute = {}, 0
+    settings = updated(index.settings, api={"keys": {"k-alice": {"id": "alice", "priority": 2, "concurrency": 1,
+                                                                 "quota": 1}}, "rate_limit_per_minute": 3})
+    client = create_app(settings, warm=False, index=index).test_client()
+    image, _ = _frame(index.settings.library_path, tmp_path)
+    alice = {"x-trace-key": "k-alice"}
+    me = client.get("/me", headers=alice).get_json()
+    assert me["id"] == "alice" and me["priority"] == 2 and me["concurrency"] == 1 and me["quota"] == 1
+    used = me["quotaUsed"]
+    if used == 0:
+        assert client.post("/search", data=image, content_type="image/jpeg", headers=alice).status_code == 200
+    response = client.post("/search", data=image, content_type="image/jpeg", headers=alice)
+    assert response.status_code == 402 and response.get_json()["error"] == "Search quota depleted"
+    response = client.get("/me", headers={"x-trace-key": "wrong"})
+    assert response.status_code == 403 and response.get_json()["error"] == "Invalid API key"
+    statuses = [client.get("/me", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code for _ in range(5)]
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
 
 
 def test_busy_queue_and_concurrency_limits_answer_503_and_402(indexed, tmp_path):
     index, _ = indexed
-    index.settings.api.keys = {"k-bob": {"id": "bob", "concurrency": 1}}
-    index.settings.server.max_search_queue = 1
-    try:
-        app = create_app(index.settings, warm=False, index=index)
-        services = app.extensions["animeback"]
-        client = app.test_client()
-        image, _ = _frame(index.settings.library_path, tmp_path)
-        services._queue.acquire()  # a search of this worker in progress
-        response = client.post("/search", data=image, content_type="image/jpeg")
-        assert response.status_code == 503 and "queue is full" in response.get_json()["error"]
-        services._queue.release()
-        services.counters("add", "running/bob", 1, 600.0)  # bob's search running in another worker
-        response = client.post("/search", data=image, content_type="image/jpeg", headers={"x-trace-key": "k-bob"})
-        assert response.status_code == 402 and response.get_json()["error"] == "Concurrency limit exceeded"
-        services.counters("add", "running/bob", -1, 600.0)
-        response = client.post("/search", data=image, content_type="image/jpeg", headers={"x-trace-key": "k-bob"})
-        assert response.status_code == 200
-    finally:
-        index.settings.api.keys, index.settings.server.max_search_queue = {}, 8
+    settings = updated(index.settings, api={"keys": {"k-bob": {"id": "bob", "concurrency": 1}}},
+                       server={"max_search_queue": 1})
+    app = create_app(settings, warm=False, index=index)
+    services = app.extensions["animeback"]
+    client = app.test_client()
+    image, _ = _frame(index.settings.library_path, tmp_path)
+    services._queue.acquire()  # a search of this worker in progress
+    response = client.post("/search", data=image, content_type="image/jpeg")
+    assert response.status_code == 503 and "queue is full" in response.get_json()["error"]
+    services._queue.release()
+    services.counters.add("running/bob", 1, 600.0)  # bob's search running in another worker
+    response = client.post("/search", data=image, content_type="image/jpeg", headers={"x-trace-key": "k-bob"})
+    assert response.status_code == 402 and response.get_json()["error"] == "Concurrency limit exceeded"
+    services.counters.add("running/bob", -1, 600.0)
+    response = client.post("/search", data=image, content_type="image/jpeg", headers={"x-trace-key": "k-bob"})
+    assert response.status_code == 200

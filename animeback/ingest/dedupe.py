@@ -10,6 +10,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from ..config import DedupeSettings
 from .media import Frame
 
 
@@ -44,6 +45,11 @@ class Deduplicator:
         self._recent: deque[tuple[float, int]] = deque(maxlen=window)
         self.sampled = 0
         self.kept = 0
+
+    @classmethod
+    def from_settings(cls, dedupe: DedupeSettings) -> Deduplicator:
+        """The index's filter, as configured (dedupe.*)."""
+        return cls(dedupe.max_distance, dedupe.window, dedupe.max_age_s, dedupe.max_span_s)
 
     def _is_duplicate(self, time: float, value: int) -> bool:
         if not self._recent:

@@ -10,9 +10,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
+from ..config import MediaSettings
 from ..errors import MediaError
 from ..imaging import Box, content_box
 from ..model.mobilenet import INPUT_SIZE
@@ -132,22 +134,35 @@ def crop_filter(box: Box) -> str:
     return f"crop={box.w}:{box.h}:{box.x}:{box.y}"
 
 
-def read_frames(path: Path, info: VideoInfo, fps: float, crop: Box | None, width: int,
-                ffmpeg: str = "ffmpeg") -> list[Frame]:
-    """Every frame sampled at `fps`, cropped, scaled to `width` (aspect kept), as RGB (for training)."""
-    w, h = (crop.w, crop.h) if crop else (info.width, info.height)
-    height = max(2, round(width * h / max(w, 1) / 2) * 2)
-    chain = f"fps={fps}" + (f",{crop_filter(crop)}" if crop else "")
-    cmd = [ffmpeg, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
-           "-vf", f"{chain},scale={width}:{height}:flags=area,format=rgb24", "-f", "rawvideo", "-"]
-    result = _run(cmd)
-    data = result.stdout
-    size = width * height * 3
-    if result.returncode != 0 and len(data) < size:
-        reason = result.stderr.decode(errors="replace").strip().splitlines()
-        raise MediaError(f"{path}: ffmpeg failed ({reason[-1] if reason else f'exit {result.returncode}'})")
-    frames = np.frombuffer(data[:len(data) // size * size], np.uint8).reshape(-1, height, width, 3)
-    return [Frame(i, i / fps, frame) for i, frame in enumerate(frames)]
+@dataclass(frozen=True)
+class OpenedVideo:
+    """A video that ffprobe read, with the black bars burnt into all of it (None when there are none)."""
+
+    path: Path
+    info: VideoInfo
+    crop: Box | None
+
+    def read_frames(self, fps: float, width: int, ffmpeg: str = "ffmpeg") -> list[Frame]:
+        """Every frame sampled at `fps`, cropped, scaled to `width` (aspect kept), as RGB (for training)."""
+        w, h = (self.crop.w, self.crop.h) if self.crop else (self.info.width, self.info.height)
+        height = max(2, round(width * h / max(w, 1) / 2) * 2)
+        chain = f"fps={fps}" + (f",{crop_filter(self.crop)}" if self.crop else "")
+        cmd = [ffmpeg, "-v", "error", "-nostdin", "-i", str(self.path), "-map", "0:v:0",
+               "-vf", f"{chain},scale={width}:{height}:flags=area,format=rgb24", "-f", "rawvideo", "-"]
+        result = _run(cmd)
+        data = result.stdout
+        size = width * height * 3
+        if result.returncode != 0 and len(data) < size:
+            reason = result.stderr.decode(errors="replace").strip().splitlines()
+            raise MediaError(f"{self.path}: ffmpeg failed ({reason[-1] if reason else f'exit {result.returncode}'})")
+        frames = np.frombuffer(data[:len(data) // size * size], np.uint8).reshape(-1, height, width, 3)
+        return [Frame(i, i / fps, frame) for i, frame in enumerate(frames)]
+
+
+def open_video(path: Path, media: MediaSettings) -> OpenedVideo:
+    """Probe a video and find its black bars: the first steps of every reader of the library's videos."""
+    info = probe(path, media.ffprobe)
+    return OpenedVideo(path, info, detect_borders(path, info, media.ffmpeg))
 
 
 def preview_height(info: VideoInfo, wanted: int) -> int:
@@ -157,17 +172,23 @@ def preview_height(info: VideoInfo, wanted: int) -> int:
 
 class FrameSampler:
     """Decodes a video once: streams frames sampled at `fps` (cropped, squashed to `size` x `size`, by default the
-    CNN input) through a pipe while the same ffmpeg process writes the web preview mp4."""
+    CNN input) through a pipe while the same ffmpeg process writes the web preview mp4 (when `preview` is given)."""
 
-    def __init__(self, path: Path, info: VideoInfo, fps: float, crop: Box | None, preview: Path | None,
-                 media_settings, queue_size: int = 256, size: int = INPUT_SIZE):
-        self.path, self.info, self.fps, self.crop, self.preview = path, info, fps, crop, preview
-        self.size = size
-        self.settings = media_settings
+    def __init__(self, video: OpenedVideo, fps: float, media: MediaSettings, preview: Path | None = None,
+                 size: int = INPUT_SIZE, queue_size: int = 256):
+        self.path, self.info, self.crop = video.path, video.info, video.crop
+        self.fps, self.preview, self.size = fps, preview, size
+        self.settings = media
         self.frames_read = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stderr = b""
         self._process: subprocess.Popen | None = None
+
+    @classmethod
+    def from_settings(cls, media: MediaSettings, video: OpenedVideo, preview: Path | None = None,
+                      size: int = INPUT_SIZE) -> FrameSampler:
+        """The sampler `process` uses: media.sample_fps and the configured preview encoding."""
+        return cls(video, media.sample_fps, media, preview if media.preview else None, size)
 
     def command(self) -> list[str]:
         s = self.settings
@@ -193,9 +214,8 @@ class FrameSampler:
         cmd += ["-map", "[f]", "-f", "rawvideo", "-"]
         return cmd
 
-    def _read_frames(self) -> None:
+    def _read_frames(self, stdout: IO[bytes]) -> None:
         frame_bytes = self.size * self.size * 3
-        stdout = self._process.stdout
         index = 0
         try:
             while True:
@@ -209,20 +229,22 @@ class FrameSampler:
             self.frames_read = index
             self._queue.put(None)
 
-    def _read_stderr(self) -> None:
-        self._stderr = self._process.stderr.read()
+    def _read_stderr(self, stderr: IO[bytes]) -> None:
+        self._stderr = stderr.read()
 
     def __iter__(self) -> Iterator[Frame]:
-        self._process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, bufsize=1 << 20)
-        readers = [threading.Thread(target=self._read_frames, daemon=True),
-                   threading.Thread(target=self._read_stderr, daemon=True)]
+        process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, bufsize=1 << 20)
+        self._process = process
+        assert process.stdout is not None and process.stderr is not None  # both are pipes
+        readers = [threading.Thread(target=self._read_frames, args=(process.stdout,), daemon=True),
+                   threading.Thread(target=self._read_stderr, args=(process.stderr,), daemon=True)]
         for t in readers:
             t.start()
         try:
             while (frame := self._queue.get()) is not None:
                 yield frame
-            returncode = self._process.wait()
+            returncode = process.wait()
             for t in readers:
                 t.join()
         finally:

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import Settings
 from ..errors import ConfigError
+from .finetune import ModelCard
 from .mobilenet import INPUT_SIZE
+
+TRAINED_PCA_NAME = "pca.npz"  # a library's own PCA (`train-pca`), in the data folder
+DEFAULT_PCA = "models/pca_default.npz"
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,8 +33,8 @@ def import_tensorflow():
     try:
         with open(os.devnull, "wb") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
             import keras  # noqa: F401  (its first import initialises the same C++ runtime)
+            import tensorflow as tf
             tf.constant(0)  # the runtime prints its notices on first use
     finally:
         os.dup2(saved, 2)
@@ -72,7 +77,7 @@ class PcaModel:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "PcaModel":
+    def load(cls, path: Path) -> PcaModel:
         try:
             with np.load(path) as data:
                 return cls(data["mean"].astype("float32"), data["components"].astype("float32"),
@@ -81,7 +86,7 @@ class PcaModel:
             raise ConfigError(f"cannot load PCA file {path}: {exc}") from None
 
     @classmethod
-    def fit(cls, features: np.ndarray, dim: int, whiten: bool = False) -> "PcaModel":
+    def fit(cls, features: np.ndarray, dim: int, whiten: bool = False) -> PcaModel:
         """Fit on L2-normalised CNN features (rows)."""
         from sklearn.decomposition import PCA
 
@@ -89,6 +94,14 @@ class PcaModel:
         pca = PCA(n_components=dim, svd_solver="full", whiten=False).fit(features)
         scale = np.sqrt(pca.explained_variance_) if whiten else np.ones(dim)
         return cls(pca.mean_.astype("float32"), pca.components_.astype("float32"), scale.astype("float32"))
+
+
+def pca_path(settings: Settings) -> Path:
+    """The PCA in use: features.pca when set, else the library's own (train-pca), else the shipped default."""
+    if settings.features.pca:
+        return settings.path(settings.features.pca)
+    trained = settings.data_path / TRAINED_PCA_NAME
+    return trained if trained.exists() else settings.path(DEFAULT_PCA)
 
 
 class Embedder:
@@ -112,7 +125,10 @@ class Embedder:
 
         from .mobilenet import build_mobilenet_v2
 
-        self.card, trained_name = None, ""
+        self.card: ModelCard | None = None
+        self.pca: PcaModel | None = None
+        self.model_name = ""
+        trained_name = ""
         if trained is not None:
             from .finetune import load_trained, model_fingerprint
 
@@ -127,11 +143,25 @@ class Embedder:
         self._tf = tf
         self.batch_size = batch_size
         if self.card is not None:
-            self.pca, self.model_name = None, trained_name
+            self.model_name = trained_name
         else:
             self.use_pca(pca)
         # Trace the compiled call now (about a second), so the first episode or query does not pay for it.
         self._call(tf.zeros([1, INPUT_SIZE, INPUT_SIZE, 3]))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Embedder:
+        """The configured model: a trained one (features.model), else the ImageNet CNN with the PCA in use."""
+        if settings.features.model:
+            f = settings.features
+            return cls(settings.path(f.weights), None, f.batch_size, f.threads, trained=settings.path(f.model))
+        return cls.imagenet(settings, PcaModel.load(pca_path(settings)))
+
+    @classmethod
+    def imagenet(cls, settings: Settings, pca: PcaModel | None) -> Embedder:
+        """The ImageNet CNN with the given PCA (None: the raw 1280-d features, as PCA fitting needs)."""
+        f = settings.features
+        return cls(settings.path(f.weights), pca, f.batch_size, f.threads)
 
     def use_pca(self, pca: PcaModel | None) -> None:
         """Switch the PCA stage (and so the model name the index records)."""

@@ -40,7 +40,7 @@ class ModelCard:
         (folder / CARD_NAME).write_text(json.dumps(self.__dict__, indent=2) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> "ModelCard":
+    def load(cls, folder: Path) -> ModelCard:
         path = folder / CARD_NAME
         try:
             data = json.loads(path.read_text())

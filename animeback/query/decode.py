@@ -58,7 +58,7 @@ def _announced_size(data: bytes) -> tuple[int, int]:
             continue
         try:
             return factory(io.BytesIO(data), "").size
-        except Exception:  # noqa: BLE001 - another plugin's format; try the next
+        except Exception:
             continue
     return (0, 0)
 

@@ -126,8 +126,8 @@ def find_windows(rgb: np.ndarray, aspects: tuple[float, ...] = VIDEO_ASPECTS, li
     inset = 1.5 / scale  # keep no sliver of the chrome
     found: list[Box] = []
     for _, rectangle in sorted(candidates):
-        x, y, bw, bh = (v / scale for v in rectangle)
-        box = Box(int(np.ceil(x + inset)), int(np.ceil(y + inset)), int(bw - 2 * inset), int(bh - 2 * inset))
+        x, y, width, height = (v / scale for v in rectangle)
+        box = Box(int(np.ceil(x + inset)), int(np.ceil(y + inset)), int(width - 2 * inset), int(height - 2 * inset))
         if all(boxes_differ(box, other) for other in found):
             found.append(box)
         if len(found) == limit:
@@ -175,7 +175,7 @@ def _skewed_quad(mask: np.ndarray) -> np.ndarray | None:
         return None
     x0, y0 = corners.min(axis=0)
     x1, y1 = corners.max(axis=0)
-    upright = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    upright = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
     if np.abs(corners - upright).max() < _MIN_SKEW * max(mask.shape):
         return None
     return corners
@@ -186,8 +186,9 @@ def unwarp(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray:
     tl, tr, br, bl = corners
     w = max(8, int(round((np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2)))
     h = max(8, int(round((np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2)))
-    target = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    return cv2.warpPerspective(np.ascontiguousarray(rgb), cv2.getPerspectiveTransform(np.float32(corners), target),
+    target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    transform = cv2.getPerspectiveTransform(np.asarray(corners, np.float32), target)
+    return cv2.warpPerspective(np.ascontiguousarray(rgb), transform,
                                (w, h), flags=cv2.INTER_AREA)
 
 

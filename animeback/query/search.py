@@ -10,11 +10,10 @@ import numpy as np
 from ..imaging import Box, is_cropped, is_uninformative
 from ..index import Index
 from ..model.pixels import to_model_input
-from ..stores import Hit
+from ..stores import EpisodeRecord, EpisodeStatus, Hit
 from ..stores.catalogue import whole_frame_id
 from .decode import decode_query
 from .regions import query_regions, window_aspects
-
 
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
 AT_TIE = 0.005
@@ -116,6 +115,7 @@ class Searcher:
         index.check_model()  # once, not per query: the model of an open index does not change under it
         self.index = index
         self.settings = index.settings.search
+        self.vectors_per_frame = index.parameters().vectors_per_frame
 
     def search_bytes(self, data: bytes, **options) -> SearchOutcome:
         """Decode and search query bytes."""
@@ -134,22 +134,23 @@ class Searcher:
             return SearchOutcome(stats.get("vectors", 0), [], None, [], uninformative=True)
         vectors = self.index.embedder.embed(np.stack([to_model_input(r.pixels) for r in regions]))
         # With half-frame entries a frame has several; ask for as many more, so as many frames are seen.
-        per_variant = self.index.vectors.search(vectors, s.candidates * self.index.vectors_per_frame, series)
+        per_variant = self.index.vectors.search(vectors, s.candidates * self.vectors_per_frame, series)
         hits = merge_variant_hits(per_variant)
         # The region reported is the one whose vector found the best match.
         best_variant = max(range(len(regions)), key=lambda i: max((h.similarity for h in per_variant[i]), default=-1))
         box = regions[best_variant].box
-        margin = 1.0 / self.index.settings.media.sample_fps
         groups = group_hits(hits, s.group_gap_s, s.span_tolerance, limit)
         matches = []
-        records: dict[int, object] = {}
+        records: dict[int, EpisodeRecord | None] = {}
         for best, lo, hi in groups:
             record = records.get(best.episode) or self.index.catalogue.get_episode(best.episode)
             records[best.episode] = record
-            if record is None or record.status != "indexed":
+            if record is None or record.status != EpisodeStatus.INDEXED:
                 continue  # an episode being removed or re-indexed right now
             # A query taken between two samples may look most like either: from..to reaches one sampling
-            # interval beyond the matched frames' spans, so that it holds the true moment.
+            # interval (of the rate this episode was sampled at) beyond the matched frames' spans, so that it holds
+            # the true moment.
+            margin = 1.0 / (record.sample_fps or self.index.settings.media.sample_fps)
             matches.append(SceneMatch(best.series, best.episode, record.filename, record.episode, record.duration,
                                       max(0.0, lo - margin), moment(best, lo, hi, hits, AT_TIE),
                                       min(hi + margin, record.duration),

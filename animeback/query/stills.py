@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BadImageError
-from ..model.pixels import to_model_input
+from ..errors import BadParameterError
 from ..index import Index
+from ..model.pixels import to_model_input
 
 MAX_FILEPATH = 4096
 MAX_METADATA = 16 * 1024  # characters; at most 4 bytes each within a 65535-byte VARCHAR
@@ -83,7 +83,7 @@ class StillStore:
         check_filepath(filepath)
         text = json.dumps(metadata, ensure_ascii=False) if metadata is not None else ""
         if len(text) > MAX_METADATA:
-            raise BadImageError(f"metadata is larger than {MAX_METADATA} characters")
+            raise BadParameterError(f"metadata is larger than {MAX_METADATA} characters")
         vector = self.embed([rgb])[0]
         self.client.upsert(self.collection, [{"id": still_id(filepath), "filepath": filepath, "metadata": text,
                                               "vector": vector.tolist()}])
@@ -134,4 +134,4 @@ class StillStore:
 
 def check_filepath(filepath: str) -> None:
     if not filepath or len(filepath) > MAX_FILEPATH or "\x00" in filepath:
-        raise BadImageError(f"filepath must be 1 to {MAX_FILEPATH} characters")
+        raise BadParameterError(f"filepath must be 1 to {MAX_FILEPATH} characters")

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
-
 @dataclass(frozen=True)
 class EpisodeInfo:
     """One episode of a season, as the source lists it."""

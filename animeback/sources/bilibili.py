@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Any
 
 from ..errors import SourceError
 from . import EpisodeInfo, EpisodeStreams, MediaStream, SeasonInfo
@@ -95,7 +96,8 @@ class BilibiliSource:
         from bilibili_api.bangumi import Bangumi
 
         ids = {"ss": "ssid", "md": "media_id", "ep": "epid"}
-        bangumi = Bangumi(**{ids[kind]: number}, credential=self._credential())
+        which: dict[str, Any] = {ids[kind]: number}
+        bangumi = Bangumi(**which, credential=self._credential())
         # get_raw() alone fails on a fresh Bangumi in bilibili-api 17.4 (it reads a field only a fetch sets);
         # get_up_info() performs that one fetch of the season (pgc/view/web/simple/season) first.
         await bangumi.get_up_info()

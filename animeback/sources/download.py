@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..config import Settings
 from ..errors import AnimeBackError, ConfigError, SourceError
+from ..stores.rpc import RemoteCatalogue
 from . import EpisodeInfo, EpisodeStreams, MediaStream, SeasonInfo, Source
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,11 @@ def _selection(spec: str | list) -> set[float]:
     return chosen
 
 
-def parse_queue(settings: Settings) -> list[QueueEntry]:
-    """The configured queue, checked (raises ConfigError naming the bad entry)."""
+def parse_queue(items: list) -> list[QueueEntry]:
+    """A queue as configured (bilibili.queue) or given on the command line, checked (raises ConfigError naming
+    the bad entry)."""
     entries = []
-    for i, item in enumerate(settings.bilibili.queue):
+    for i, item in enumerate(items):
         where = f"bilibili.queue[{i}]"
         if isinstance(item, str):
             item = {"season": item}
@@ -133,20 +135,21 @@ class Downloader:
 
     def run(self, queue: list[QueueEntry], report: DownloadReport | None = None) -> DownloadReport:
         """Fetch every queued season; failures are reported and the queue goes on."""
-        from ..stores.host import RemoteCatalogue, connect
+        from ..stores.host import connect
 
         report = report or DownloadReport()
-        host = connect(self.settings)
+        store = connect(self.settings)
         try:
-            self._run(queue, report, RemoteCatalogue(host))
+            self._run(queue, report, store.catalogue)
         finally:
-            host.close()
+            store.close()
         return report
 
-    def _run(self, queue: list[QueueEntry], report: DownloadReport, catalogue) -> None:
+    def _run(self, queue: list[QueueEntry], report: DownloadReport, catalogue: RemoteCatalogue) -> None:
         for entry in queue:
             try:
-                season = self._retry(lambda: self.source.season(entry.reference), f"season {entry.reference}")
+                season = self._retry(lambda reference=entry.reference: self.source.season(reference),
+                                     f"season {entry.reference}")
             except AnimeBackError as exc:
                 self._fail(report, exc.message)
                 continue
@@ -166,7 +169,7 @@ class Downloader:
                 else:
                     todo.append(episode)
             with ThreadPoolExecutor(max_workers=self.settings.bilibili.parallel) as pool:
-                for episode, outcome in zip(todo, pool.map(lambda e: self._episode_safely(season, e), todo)):
+                for outcome in pool.map(lambda e, s=season: self._episode_safely(s, e), todo):
                     if isinstance(outcome, str):
                         self._fail(report, outcome)
                     else:
@@ -230,7 +233,7 @@ class Downloader:
 
     def _fetch(self, stream: MediaStream, part: Path, headers: dict, what: str) -> int:
         """Download one stream into part, resuming what an earlier attempt left; returns its size."""
-        last_error = None
+        last_error = SourceError(f"{what}: the source listed no URL for its {stream.kind} stream", True)
         for url in stream.urls:
             try:
                 return self._fetch_url(url, part, headers)
@@ -301,8 +304,8 @@ class Downloader:
             for f in files:  # the downloaded data is unusable: fetch it again next time
                 f.unlink(missing_ok=True)
             raise SourceError(f"{what}: ffmpeg could not mux the streams: {result.stderr.strip()[-300:]}")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, target)
 
 
@@ -322,13 +325,14 @@ def _total_from(headers, offset: int | None) -> int | None:
     return None
 
 
-def download_queue(settings: Settings, source: Source | None = None, progress: bool = True,
-                   process: bool | None = None) -> DownloadReport:
-    """Run `download-bilibili`: every queued season, optionally indexing each episode as it lands."""
+def download_queue(settings: Settings, queue: list | None = None, source: Source | None = None,
+                   progress: bool = True, process: bool | None = None) -> DownloadReport:
+    """Run `download-bilibili`: every season of `queue` (default: bilibili.queue), optionally indexing each episode
+    as it lands."""
     from .bilibili import BilibiliSource
 
-    queue = parse_queue(settings)
-    if not queue:
+    entries = parse_queue(settings.bilibili.queue if queue is None else queue)
+    if not entries:
         raise ConfigError("bilibili.queue is empty: add seasons to config.json, e.g. \"queue\": [\"ss12345\"]")
     source = source or BilibiliSource(settings.bilibili.sessdata)
     process = settings.bilibili.process_after if process is None else process
@@ -345,7 +349,7 @@ def download_queue(settings: Settings, source: Source | None = None, progress: b
         report.indexed += process_library(index, progress=False).indexed
 
     try:
-        return Downloader(settings, source, progress, index_episode if process else None).run(queue, report)
+        return Downloader(settings, source, progress, index_episode if process else None).run(entries, report)
     finally:
         if index is not None:
             index.close()

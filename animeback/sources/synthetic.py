@@ -6,7 +6,6 @@ import random
 import subprocess
 from pathlib import Path
 
-
 # Points on the edge of the Mandelbrot set, where zooms stay detailed.
 _MANDELBROT_POINTS = [(-0.743643887, -0.131825904), (-0.77568377, 0.13646737), (-1.25066, 0.02012),
                       (0.001643721971153, -0.822467633298876), (-0.235125, 0.827215), (0.3750001200, -0.2166393884),
@@ -21,7 +20,7 @@ def _scene(kind: str, rng: random.Random, size: str, rate: int, seconds: float) 
                 f":end_scale=0.0005:end_pts={rng.uniform(30, 60):.0f},{hue}")
     if kind == "life":
         def colour() -> str:
-            return "#%02x%02x%02x" % tuple(rng.randrange(256) for _ in range(3))
+            return "#" + "".join(f"{rng.randrange(256):02x}" for _ in range(3))
         return (f"life=size={size}:rate={rate}:seed={rng.randrange(1 << 30)}:ratio={rng.uniform(0.1, 0.5):.2f}"
                 f":mold=8:life_color={colour()}:death_color={colour()}:mold_color={colour()}")
     if kind == "cellauto":

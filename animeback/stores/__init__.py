@@ -1,6 +1,6 @@
 """Stores behind small interfaces: vectors (Milvus Lite or a Milvus server) and the catalogue (LevelDB)."""
 
-from .catalogue import Catalogue, EpisodeRecord
+from .catalogue import Catalogue, EpisodeRecord, EpisodeStatus
 from .vectors import FrameRow, Hit, VectorStore
 
-__all__ = ["Catalogue", "EpisodeRecord", "FrameRow", "Hit", "VectorStore"]
+__all__ = ["Catalogue", "EpisodeRecord", "EpisodeStatus", "FrameRow", "Hit", "VectorStore"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import IndexBusyError
 
@@ -27,6 +29,15 @@ def whole_frame_id(fid: int) -> int:
     return fid & ~((1 << FRAME_ID_BITS) - MAX_SAMPLES)
 
 
+class EpisodeStatus(enum.StrEnum):
+    """Where an episode is in its life: indexing -> indexed | failed; removing while its vectors are deleted."""
+
+    INDEXING = "indexing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    REMOVING = "removing"
+
+
 @dataclass
 class EpisodeRecord:
     """What the catalogue knows of one episode file."""
@@ -34,7 +45,7 @@ class EpisodeRecord:
     id: int
     series_id: str
     relpath: str
-    status: str  # indexing -> indexed | failed; removing while its vectors are deleted
+    status: EpisodeStatus
     size: int = 0
     mtime_ns: int = 0
     content_hash: str = ""
@@ -51,7 +62,11 @@ class EpisodeRecord:
     model: str = ""
     error: str = ""
     indexed_at: float = 0.0
+    sample_fps: float = 0.0  # the rate its frames were sampled at (0 in records made before it was recorded)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = EpisodeStatus(self.status)  # records are stored as JSON, where the status is its value
 
     @property
     def filename(self) -> str:
@@ -73,11 +88,11 @@ class Catalogue:
             raise
 
     # -- meta ---------------------------------------------------------------------------------------------
-    def get_meta(self, name: str, default=None):
+    def get_meta(self, name: str, default: Any = None) -> Any:
         raw = self.db.get(b"meta/" + name.encode())
         return default if raw is None else json.loads(raw)
 
-    def put_meta(self, name: str, value, sync: bool = True) -> None:
+    def put_meta(self, name: str, value: Any, sync: bool = True) -> None:
         self.db.put(b"meta/" + name.encode(), json.dumps(value).encode(), sync=sync)
 
     # -- series -------------------------------------------------------------------------------------------
@@ -123,23 +138,26 @@ class Catalogue:
             for fid, episode, time, start, end in frames:
                 batch.put(b"frame/" + fid.to_bytes(8, "big"), _FRAME.pack(episode, time, start, end))
 
-    def get_frame(self, fid: int) -> tuple[int, float, float, float] | None:
-        raw = self.db.get(b"frame/" + fid.to_bytes(8, "big"))
-        return None if raw is None else _FRAME.unpack(raw)
-
-    def delete_frames(self, episode_id: int) -> None:
+    def _frame_keys(self, episode_id: int | None = None) -> Iterator[bytes]:
+        if episode_id is None:
+            return self.db.iterator(prefix=b"frame/", include_value=False)
         start = b"frame/" + frame_id(episode_id, 0).to_bytes(8, "big")
         stop = b"frame/" + frame_id(episode_id + 1, 0).to_bytes(8, "big")
+        return self.db.iterator(start=start, stop=stop, include_value=False)
+
+    def frame_ids(self, episode_id: int) -> list[int]:
+        """The ids of every entry written for an episode (what Milvus must hold for it)."""
+        return [int.from_bytes(key[len(b"frame/"):], "big") for key in self._frame_keys(episode_id)]
+
+    def delete_frames(self, episode_id: int) -> None:
+        """Forget an episode's frame map."""
         with self.db.write_batch(sync=True) as batch:
-            for key in self.db.iterator(start=start, stop=stop, include_value=False):
+            for key in self._frame_keys(episode_id):
                 batch.delete(key)
 
     def count_frames(self, episode_id: int | None = None) -> int:
-        if episode_id is None:
-            return sum(1 for _ in self.db.iterator(prefix=b"frame/", include_value=False))
-        start = b"frame/" + frame_id(episode_id, 0).to_bytes(8, "big")
-        stop = b"frame/" + frame_id(episode_id + 1, 0).to_bytes(8, "big")
-        return sum(1 for _ in self.db.iterator(start=start, stop=stop, include_value=False))
+        """Entries in the frame map, of all episodes or of one."""
+        return sum(1 for _ in self._frame_keys(episode_id))
 
     def clear(self) -> None:
         """Forget every episode and frame (series metadata and settings stay)."""

@@ -1,4 +1,5 @@
-"""The store host: the one process that opens an installation's embedded stores; every other process connects.
+"""The store host's lifecycle: the one process that opens an installation's embedded stores; every other process
+connects to it.
 
 Milvus Lite and LevelDB each lock their files to one process, yet a web server with several workers and a
 `process` run must all reach them at once. So exactly one host process per data folder owns them, by
@@ -7,9 +8,8 @@ starts Milvus Lite. The host serves
 - the vectors: embedded Milvus Lite is served on a private Unix socket, and clients use pymilvus with that
   URI, exactly as they would a Milvus server (with a Milvus server URI configured, the host starts nothing
   and clients go straight to the server: one code path either way);
-- the catalogue: its methods are called over an authenticated local connection (multiprocessing.connection
-  on a Unix socket, key in `host.key`, readable by the owner only);
-- shared counters (API quotas, rate limits), which must be common to all web workers.
+- the catalogue and the shared API counters, over an authenticated local connection (multiprocessing.connection
+  on a Unix socket, key in `host.key`, readable by the owner only), in the protocol of stores/rpc.py.
 Any process that needs the stores calls `connect(settings)`: it connects to the running host, or starts one
 (detached, so it outlives its starter) and waits for it. The host exits after `stores.host_idle_s` seconds
 without any client; Milvus Lite stops with it (it watches its lock file), so a killed host leaves nothing.
@@ -30,17 +30,20 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from ..errors import AnimeBackError, IndexBusyError
+from . import rpc
 from .catalogue import Catalogue
+from .counters import Counters
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
-_CATALOGUE_CALLS = frozenset(name for name in vars(Catalogue) if not name.startswith("_") and name != "close")
+LOCK_WAIT_S = 10.0  # a host that is stopping still holds the lock for a moment
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class HostPaths:
     log: Path
 
     @classmethod
-    def of(cls, data: Path) -> "HostPaths":
+    def of(cls, data: Path) -> HostPaths:
         data = data.resolve()
         # Unix socket paths are limited to ~107 bytes, so the socket lives in the temp folder under a name
         # derived from the data folder; the same folder always maps to the same socket.
@@ -75,41 +78,13 @@ def _read_or_create_key(path: Path) -> bytes:
     return key
 
 
-class Counters:
-    """Named counters and slots shared by all clients (quota per day, rate windows, concurrency)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._values: dict[str, tuple[float, int]] = {}  # name -> (expiry time, value)
-
-    def add(self, name: str, amount: int, ttl_s: float, limit: int | None = None) -> tuple[bool, int]:
-        """Add amount to a counter that resets ttl_s after its first use, unless that would pass limit."""
-        now = time.time()
-        with self._lock:
-            expires, value = self._values.get(name, (0.0, 0))
-            if expires <= now:
-                expires, value = now + ttl_s, 0
-            if limit is not None and amount > 0 and value + amount > limit:
-                return False, value
-            value = max(0, value + amount)
-            self._values[name] = (expires, value)
-            if len(self._values) > 100_000:  # forget expired entries now and then
-                self._values = {k: v for k, v in self._values.items() if v[0] > now}
-            return True, value
-
-    def get(self, name: str) -> int:
-        with self._lock:
-            expires, value = self._values.get(name, (0.0, 0))
-            return value if expires > time.time() else 0
-
-
 class StoreHost:
-    """The owning process: holds the lock, the catalogue and Milvus Lite, and answers clients."""
+    """The owning process: holds the catalogue, Milvus Lite and the counters, and answers clients until idle."""
 
-    def __init__(self, paths: HostPaths, milvus_file: str, idle_s: float):
+    def __init__(self, paths: HostPaths, milvus_file: str, idle_s: float) -> None:
         self.paths, self.milvus_file, self.idle_s = paths, milvus_file, idle_s
         self.catalogue: Catalogue | None = None
-        self.milvus = None
+        self.milvus: Any = None
         self.vectors_uri = ""
         self.counters = Counters()
         self._clients = 0
@@ -118,6 +93,7 @@ class StoreHost:
         self._closing = False
 
     def open(self) -> None:
+        """Open the catalogue and start Milvus Lite (when a file is to be served)."""
         self.catalogue = Catalogue(self.paths.data / "catalogue")
         if self.milvus_file:
             self.vectors_uri = self._start_milvus_lite(Path(self.milvus_file))
@@ -136,14 +112,22 @@ class StoreHost:
             if time.monotonic() > deadline:
                 raise AnimeBackError(f"Milvus Lite did not start on {db_file}")
             time.sleep(0.05)
-        return self.milvus.uds_path
+        return str(self.milvus.uds_path)
+
+    def dispatcher(self) -> rpc.Dispatcher:
+        """What clients may call: the typed clients' methods on the catalogue and the counters, and hello."""
+        return rpc.Dispatcher(
+            {rpc.RemoteCatalogue.target: (self.catalogue, rpc.exposed_methods(rpc.RemoteCatalogue)),
+             rpc.RemoteCounters.target: (self.counters, rpc.exposed_methods(rpc.RemoteCounters))},
+            hello=lambda: {"pid": os.getpid(), "vectors_uri": self.vectors_uri})
 
     def serve(self) -> None:
         """Answer clients until idle for idle_s seconds."""
         Path(self.paths.socket).unlink(missing_ok=True)
         listener = Listener(self.paths.socket, family="AF_UNIX", authkey=_read_or_create_key(self.paths.key))
         os.chmod(self.paths.socket, 0o600)
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        dispatcher = self.dispatcher()
+        threading.Thread(target=self._accept, args=(listener, dispatcher), daemon=True).start()
         log.info("store host %d serving %s (vectors at %s)", os.getpid(), self.paths.data, self.vectors_uri or "-")
         while True:
             time.sleep(0.2)
@@ -161,13 +145,13 @@ class StoreHost:
         if self.milvus is not None:
             self.milvus.stop()
 
-    def _accept(self, listener: Listener) -> None:
+    def _accept(self, listener: Listener, dispatcher: rpc.Dispatcher) -> None:
         while True:
             try:
                 conn = listener.accept()
             except OSError:
                 return  # closed by serve()
-            except Exception as exc:  # a client that failed the handshake
+            except Exception as exc:  # a client that failed the handshake (a wrong key)
                 log.warning("refused a client: %s", exc)
                 continue
             with self._state:
@@ -175,93 +159,28 @@ class StoreHost:
                     conn.close()  # the client sees EOF on its hello and starts a new host
                     return
                 self._clients += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._answer, args=(conn, dispatcher), daemon=True).start()
 
-    def _answer(self, conn) -> None:
+    def _answer(self, conn: Connection, dispatcher: rpc.Dispatcher) -> None:
         try:
-            while True:
-                try:
-                    target, name, args, kwargs = conn.recv()
-                except (EOFError, OSError):
-                    return
-                try:
-                    conn.send(("ok", self._call(target, name, args, kwargs)))
-                except AnimeBackError as exc:
-                    conn.send(("error", type(exc).__name__, exc.message))
-                except Exception as exc:  # reported to the caller, who raises it as a store error
-                    log.exception("store call %s.%s failed", target, name)
-                    conn.send(("error", "AnimeBackError", f"store call {name} failed: {exc}"))
+            dispatcher.answer(conn)
         finally:
             conn.close()
             with self._state:
                 self._clients -= 1
                 self._last_client = time.monotonic()
 
-    def _call(self, target: str, name: str, args: tuple, kwargs: dict):
-        if target == "catalogue" and name in _CATALOGUE_CALLS:
-            result = getattr(self.catalogue, name)(*args, **kwargs)
-            return list(result) if hasattr(result, "__next__") else result
-        if target == "counters" and name in ("add", "get"):
-            return getattr(self.counters, name)(*args, **kwargs)
-        if target == "host" and name == "hello":
-            return {"pid": os.getpid(), "vectors_uri": self.vectors_uri}
-        raise AnimeBackError(f"unknown store call {target}.{name}")
 
-
-class HostConnection:
-    """A client's connection to the host; thread-safe (one call at a time), reconnects after a fork."""
-
-    def __init__(self, paths: HostPaths, conn, hello: dict):
-        self.paths, self._conn, self.hello = paths, conn, hello
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def call(self, target: str, name: str, *args, **kwargs):
-        if os.getpid() != self._pid:
-            raise AnimeBackError("a store connection cannot be shared across a fork; connect in each process")
-        with self._lock:
-            try:
-                self._conn.send((target, name, args, kwargs))
-                reply = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                raise AnimeBackError(f"lost the connection to the store host ({exc or 'closed'}); "
-                                     f"see {self.paths.log}") from None
-        if reply[0] == "ok":
-            return reply[1]
-        from .. import errors
-
-        error_type = getattr(errors, reply[1], AnimeBackError)
-        raise error_type(reply[2])
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class RemoteCatalogue:
-    """The catalogue's interface (see Catalogue), answered by the host."""
-
-    def __init__(self, connection: HostConnection):
-        self._connection = connection
-
-    def __getattr__(self, name: str):
-        if name not in _CATALOGUE_CALLS:
-            raise AttributeError(name)
-        return lambda *args, **kwargs: self._connection.call("catalogue", name, *args, **kwargs)
-
-    def close(self) -> None:
-        self._connection.close()
-
-
-def connect(settings: Settings) -> HostConnection:
+def connect(settings: Settings) -> rpc.StoreClient:
     """Connect to this installation's store host, starting it first when none runs."""
     settings.data_path.mkdir(parents=True, exist_ok=True)
     paths = HostPaths.of(settings.data_path)
     deadline = time.monotonic() + START_TIMEOUT_S
-    started = None
+    started: subprocess.Popen | None = None
     while True:
         connection = _try_connect(paths)
         if connection is not None:
-            return connection
+            return rpc.StoreClient(connection)
         if started is None or started.poll() is not None:
             if started is not None and started.returncode not in (0, None):
                 raise AnimeBackError(f"the store host failed to start: {_last_log_line(paths.log)}")
@@ -271,19 +190,19 @@ def connect(settings: Settings) -> HostConnection:
         time.sleep(0.05)
 
 
-def _try_connect(paths: HostPaths) -> HostConnection | None:
+def _try_connect(paths: HostPaths) -> rpc.Connection | None:
     if not os.path.exists(paths.socket) or not paths.key.exists():
         return None
     try:
         conn = Client(paths.socket, family="AF_UNIX", authkey=paths.key.read_bytes())
         conn.send(("host", "hello", (), {}))
-        reply = conn.recv()
+        _, hello = conn.recv()
     except (OSError, EOFError):
         return None  # not listening yet, or stopping: try again
     except Exception as exc:  # e.g. a key from another host generation
         log.debug("store host handshake failed: %s", exc)
         return None
-    return HostConnection(paths, conn, reply[1])
+    return rpc.Connection(conn, hello, str(paths.log))
 
 
 def _spawn_host(settings: Settings, paths: HostPaths) -> subprocess.Popen:
@@ -312,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s host %(levelname)s %(message)s")
     paths = HostPaths.of(Path(args.data))
-    lock = open(paths.lock, "a")
-    deadline = time.monotonic() + 10
-    while True:  # a host that is stopping still holds the lock for a moment
+    lock = open(paths.lock, "a")  # noqa: SIM115 - held for the process's whole life
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import MilvusSettings
 from ..errors import AnimeBackError
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
@@ -59,6 +60,11 @@ class VectorStore:
         except Exception as exc:  # pymilvus raises its own types
             raise AnimeBackError(f"cannot reach Milvus at {uri}: {exc}") from None
         self._ensure_collection()
+
+    @classmethod
+    def from_settings(cls, milvus: MilvusSettings, uri: str, dim: int) -> VectorStore:
+        """The frame collection at uri (the configured server's, or the store host's Milvus Lite socket)."""
+        return cls(uri, milvus.token, milvus.collection, dim, milvus.nlist, milvus.nprobe)
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType

@@ -116,8 +116,8 @@ def _photo(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = rgb.shape[:2]
     margin = rng.uniform(0.03, 0.2)
     out_w, out_h = int(w * (1 + 2 * margin)), int(h * (1 + 2 * margin))
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = src + np.float32([w * margin, h * margin]) + rng.uniform(-0.07, 0.07, (4, 2)).astype(np.float32) * [w, h]
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    dst = src + np.array([w * margin, h * margin], np.float32) + rng.uniform(-0.07, 0.07, (4, 2)).astype(np.float32) * [w, h]
     surround = tuple(int(c) for c in rng.integers(0, 60, 3))
     warped = cv2.warpPerspective(rgb, cv2.getPerspectiveTransform(src, dst.astype(np.float32)), (out_w, out_h),
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=surround)

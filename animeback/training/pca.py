@@ -11,10 +11,10 @@ from tqdm import tqdm
 
 from ..config import Settings
 from ..errors import AnimeBackError, MediaError
-from ..model.embedder import Embedder, PcaModel
-from ..index import TRAINED_PCA_NAME, Index
+from ..index import Index
 from ..ingest.library import scan_library
-from ..ingest.media import FrameSampler, detect_borders, probe
+from ..ingest.media import FrameSampler, open_video
+from ..model.embedder import TRAINED_PCA_NAME, Embedder, PcaModel
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,9 @@ def sample_video_features(embedder: Embedder, videos: Iterable[Path], settings: 
     feats = []
     for path in tqdm(list(videos), desc="sampling frames", unit="video", disable=not progress):
         try:
-            info = probe(path, settings.media.ffprobe)
-            fps = min(settings.media.sample_fps, max(per_video / info.duration, 0.05))
-            crop = detect_borders(path, info, settings.media.ffmpeg)
-            frames = [f.pixels for f in FrameSampler(path, info, fps, crop, None, settings.media)]
+            video = open_video(path, settings.media)
+            fps = min(settings.media.sample_fps, max(per_video / video.info.duration, 0.05))
+            frames = [f.pixels for f in FrameSampler(video, fps, settings.media)]
         except MediaError as exc:
             log.warning("skipping %s", exc.message)
             continue
@@ -48,8 +47,7 @@ def train_library_pca(settings: Settings, dim: int = 256, samples: int = 20000, 
     files = scan_library(settings.library_path)
     if not files:
         raise AnimeBackError(f"the library {settings.library_path} has no episodes to fit PCA on")
-    embedder = Embedder(settings.path(settings.features.weights), None, settings.features.batch_size,
-                        settings.features.threads)
+    embedder = Embedder.imagenet(settings, None)
     per_video = max(8, samples // len(files))
     features = sample_video_features(embedder, [f.path for f in files], settings, per_video, progress)
     if len(features) < dim:

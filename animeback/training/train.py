@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .augment import random_view
 from ..config import PROJECT_ROOT, Settings
-from ..ingest.dedupe import Deduplicator
 from ..errors import AnimeBackError, MediaError
-from ..model.embedder import PcaModel, import_tensorflow
-from ..model.finetune import CARD_NAME, HEAD_NAME, ModelCard, init_projection, split_mobilenet
 from ..imaging import is_uninformative
-from ..model.pixels import to_model_input
+from ..ingest.dedupe import Deduplicator
 from ..ingest.library import VIDEO_EXTENSIONS, scan_library
-from ..ingest.media import Frame, detect_borders, probe, read_frames
+from ..ingest.media import Frame, open_video
+from ..model.embedder import PcaModel, import_tensorflow, pca_path
+from ..model.finetune import CARD_NAME, HEAD_NAME, ModelCard, init_projection, split_mobilenet
+from ..model.pixels import to_model_input
+from .augment import random_view
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,8 @@ def collect_anchors(videos: list[Path], settings: Settings, options: TrainOption
     anchors, used = [], []
     for path in tqdm(videos, desc="reading frames", unit="video", disable=not progress):
         try:
-            info = probe(path, settings.media.ffprobe)
-            crop = detect_borders(path, info, settings.media.ffmpeg)
-            frames = read_frames(path, info, options.fps, crop, options.frame_width, settings.media.ffmpeg)
+            video = open_video(path, settings.media)
+            frames = video.read_frames(options.fps, options.frame_width, settings.media.ffmpeg)
         except MediaError as exc:
             log.warning("skipping %s", exc.message)
             continue
@@ -101,7 +100,7 @@ def collect_anchors(videos: list[Path], settings: Settings, options: TrainOption
         # The index's own near-duplicate filter, comparing each frame with the last kept one only, on the CNN input.
         dedupe = Deduplicator(max_distance=ANCHOR_DISTANCE, window=1, max_age_s=float("inf"), max_span_s=0)
         squashed = (Frame(i, f.time, to_model_input(f.pixels)) for i, f in enumerate(frames))
-        anchors += [frames[kept.index].pixels for kept in dedupe.filter(squashed, info.duration)]
+        anchors += [frames[kept.index].pixels for kept in dedupe.filter(squashed, video.info.duration)]
         used.append(path)
     if len(anchors) < 2 * RUN_LENGTH:
         raise AnimeBackError(f"only {len(anchors)} distinct frames in {len(used)} readable video(s); training "
@@ -158,11 +157,11 @@ class Trainer:
         """Passes over one round's views; returns the mean loss of the last pass."""
         o = self.options
         n = len(anchor_feats)
-        losses = []
+        losses: list[float] = []
         for _ in range(o.epochs_per_round):
             runs = np.arange(0, n, RUN_LENGTH)
             rng.shuffle(runs)
-            order = np.concatenate([np.arange(s, min(s + RUN_LENGTH, n)) for s in runs])
+            order = np.concatenate([np.arange(int(s), min(int(s) + RUN_LENGTH, n)) for s in runs])
             losses = []
             for i in range(0, n, o.batch):
                 idx = order[i:i + o.batch]
@@ -211,8 +210,6 @@ def view_top1(anchors: np.ndarray, views: np.ndarray) -> float:
 def train_model(settings: Settings, folders: list[Path], out: Path | None = None,
                 options: TrainOptions | None = None, progress: bool = True) -> str:
     """Train a model on the library's (and `folders`') frames into a new models/animeback-v<N>; returns a summary."""
-    from ..index import pca_path
-
     options = options or TrainOptions()
     out = out or next_model_folder(settings.path("models"))
     if (out / CARD_NAME).exists():

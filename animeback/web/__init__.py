@@ -6,6 +6,7 @@ import logging
 import threading
 
 from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
@@ -25,7 +26,8 @@ def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.search.max_image_bytes + MULTIPART_OVERHEAD
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # answers keep trace.moe's field order
     services = Services(settings, index)
     app.extensions["animeback"] = services
     for blueprint in (tracemoe.bp, match.bp, site.bp):
@@ -51,6 +53,6 @@ def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
 
 def _warm(services: Services) -> None:
     try:
-        services.searcher
+        services.searcher  # noqa: B018 - the property loads the model and opens the index
     except AnimeBackError as exc:
         log.error("cannot open the index: %s", exc.message)

@@ -49,7 +49,7 @@ def _vetted_address(url: str, extra_networks: list[str]) -> tuple[str, str, int,
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise FetchError(f"Failed to fetch image {url}: cannot resolve {host}") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     refused = [a for a in addresses if not address_allowed(a, extra_networks)]
     if not addresses or refused:
         raise FetchError(f"Failed to fetch image {url}: {host} resolves to a non-public address")
@@ -90,6 +90,7 @@ def _request(url: str, scheme: str, host: str, port: int, address: str, deadline
         host_header += f":{port}"
     remaining = max(0.1, deadline - time.monotonic())
     timeout = urllib3.Timeout(connect=remaining, read=remaining)
+    pool: urllib3.HTTPConnectionPool
     if scheme == "https":  # connect to the vetted address, verify the certificate for the host name
         pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, server_hostname=host,
                                            assert_hostname=host, cert_reqs="CERT_REQUIRED")

@@ -11,7 +11,7 @@ import json
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import AnimeBackError, BadImageError, NotFoundError
+from ..errors import AnimeBackError, BadImageError, BadParameterError, NotFoundError
 from ..query.decode import decode_query
 from .fetch import fetch_query_image
 from .services import http_error_message, services
@@ -69,9 +69,9 @@ def _int_param(name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise BadImageError(f"{name} must be an integer") from None
+        raise BadParameterError(f"{name} must be an integer") from None
     if not low <= value <= high:
-        raise BadImageError(f"{name} must be between {low} and {high}")
+        raise BadParameterError(f"{name} must be between {low} and {high}")
     return value
 
 
@@ -79,16 +79,16 @@ def _int_param(name: str, default: int, low: int, high: int) -> int:
 def add():
     filepath = _param("filepath")
     if not filepath:
-        raise BadImageError("missing filepath")
+        raise BadParameterError("missing filepath")
     raw = _param("metadata")
     metadata = None
     if raw:
         try:
             metadata = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise BadImageError(f"metadata is not valid JSON: {exc.msg}") from None
+            raise BadParameterError(f"metadata is not valid JSON: {exc.msg}") from None
         if not isinstance(metadata, dict):
-            raise BadImageError("metadata must be a JSON object")
+            raise BadParameterError("metadata must be a JSON object")
     services().stills.add(filepath, _image(), metadata)
     return _envelope("add", [])
 
@@ -97,7 +97,7 @@ def add():
 def delete():
     filepath = _param("filepath")
     if not filepath:
-        raise BadImageError("missing filepath")
+        raise BadParameterError("missing filepath")
     if not services().stills.delete(filepath):
         raise NotFoundError(f"no image with filepath {filepath!r}")
     return _envelope("delete", [])

@@ -43,7 +43,7 @@ class PreviewSigner:
         self.secret, self.ttl_s = secret, ttl_s
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PreviewSigner":
+    def from_settings(cls, settings: Settings) -> PreviewSigner:
         """The signer for an installation: server.secret, else a random key kept in the data folder."""
         if settings.server.secret:
             return cls(settings.server.secret.encode(), settings.server.preview_ttl_s)

@@ -12,6 +12,11 @@ from flask import current_app
 
 from ..config import Settings
 from ..errors import InvalidKeyError, QuotaError, RateLimitError, SearchQueueFullError
+from ..index import Index
+from ..query.search import Searcher
+from ..query.stills import StillStore
+from ..stores.host import connect
+from ..stores.rpc import RemoteCounters, StoreClient
 from .previews import PreviewSigner
 
 log = logging.getLogger(__name__)
@@ -32,50 +37,57 @@ class Caller:
 class Services:
     """Lazily opened (the first request, or the warm-up thread, loads the model) and shared by requests."""
 
-    def __init__(self, settings: Settings, index=None):
+    def __init__(self, settings: Settings, index: Index | None = None):
         self.settings = settings
         self.signer = PreviewSigner.from_settings(settings)
         self._lock = threading.Lock()
+        self._store_lock = threading.Lock()
         self._index = index
-        self._searcher = None
-        self._stills = None
+        self._store: StoreClient | None = index.store if index is not None else None
+        self._searcher: Searcher | None = None
+        self._stills: StillStore | None = None
         self._queue = threading.BoundedSemaphore(settings.server.max_search_queue)
 
     @property
-    def index(self):
+    def store(self) -> StoreClient:
+        """The connection to the store host: the catalogue and the shared counters, without waiting for the model."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = connect(self.settings)
+            return self._store
+
+    @property
+    def counters(self) -> RemoteCounters:
+        """The API counters shared by every worker (quota, rate limit, concurrency)."""
+        return self.store.counters
+
+    @property
+    def index(self) -> Index:
         """The opened Index (model, catalogue, vectors)."""
+        store = self.store
         with self._lock:
             if self._index is None:
-                from ..index import Index
-
                 started = time.monotonic()
-                self._index = Index(self.settings)
+                self._index = Index(self.settings, store=store)
                 log.info("index opened and model loaded in %.1f s", time.monotonic() - started)
             return self._index
 
     @property
-    def searcher(self):
+    def searcher(self) -> Searcher:
         index = self.index
         with self._lock:
             if self._searcher is None:
-                from ..query.search import Searcher
-
                 self._searcher = Searcher(index)
             return self._searcher
 
     @property
-    def stills(self):
+    def stills(self) -> StillStore:
         """The /match image collection."""
         index = self.index
         with self._lock:
             if self._stills is None:
-                from ..query.stills import StillStore
-
                 self._stills = StillStore(index)
             return self._stills
-
-    def counters(self, name: str, *args):
-        return self.index.host.call("counters", name, *args)
 
     @contextlib.contextmanager
     def search_slot(self, caller: Caller):
@@ -84,22 +96,23 @@ class Services:
             raise SearchQueueFullError("Search queue is full; try again in a moment")
         try:
             day = time.strftime("%Y-%m-%d", time.gmtime())
-            admitted, _ = self.counters("add", f"quota/{day}/{caller.id}", 1, 86400.0, caller.quota or None)
+            counters = self.counters
+            admitted, _ = counters.add(f"quota/{day}/{caller.id}", 1, 86400.0, caller.quota or None)
             if not admitted:
                 raise QuotaError("Search quota depleted")
-            admitted, _ = self.counters("add", f"running/{caller.id}", 1, 600.0, caller.concurrency or None)
+            admitted, _ = counters.add(f"running/{caller.id}", 1, 600.0, caller.concurrency or None)
             if not admitted:
-                self.counters("add", f"quota/{day}/{caller.id}", -1, 86400.0)
+                counters.add(f"quota/{day}/{caller.id}", -1, 86400.0)
                 raise QuotaError("Concurrency limit exceeded")
             try:
                 yield
             finally:
-                self.counters("add", f"running/{caller.id}", -1, 600.0)
+                counters.add(f"running/{caller.id}", -1, 600.0)
         finally:
             self._queue.release()
 
     def quota_used(self, caller: Caller) -> int:
-        return self.counters("get", f"quota/{time.strftime('%Y-%m-%d', time.gmtime())}/{caller.id}")
+        return self.counters.get(f"quota/{time.strftime('%Y-%m-%d', time.gmtime())}/{caller.id}")
 
     def identify(self, key: str | None, address: str) -> Caller:
         """The caller behind a request (403 for an unknown key; 429 past the anonymous rate limit)."""
@@ -111,7 +124,7 @@ class Services:
             return Caller(spec.get("id", key[:8]), spec.get("priority", 1), spec.get("concurrency", 0),
                           spec.get("quota", 0))
         if api.rate_limit_per_minute:
-            admitted, _ = self.counters("add", f"rate/{address}", 1, 60.0, api.rate_limit_per_minute)
+            admitted, _ = self.counters.add(f"rate/{address}", 1, 60.0, api.rate_limit_per_minute)
             if not admitted:
                 raise RateLimitError("Too many requests, please slow down")
         return Caller(address, 0, api.anonymous_concurrency, api.anonymous_quota)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import BadImageError, NoImageError, NotFoundError
-from .previews import WIDTHS, find_shot, preview_source, render_clip, render_still
+from ..errors import BadImageError, BadParameterError, NoImageError, NotFoundError
 from ..query.decode import decode_query
+from ..stores import EpisodeStatus
 from .fetch import fetch_query_image
+from .previews import WIDTHS, find_shot, preview_source, render_clip, render_still
 from .responses import trace_moe_response, trace_moe_result
 from .services import UNLIMITED, Caller, services
 
@@ -49,7 +50,7 @@ def series_filter() -> str | None:
     if value is None or value == "":
         return None
     if len(value) > MAX_SERIES_ID or not value.isprintable():
-        raise BadImageError("anilistID must be a series id (at most 256 printable characters)")
+        raise BadParameterError("anilistID must be a series id (at most 256 printable characters)")
     return value
 
 
@@ -85,9 +86,9 @@ def _preview_request(token: str):
     ref = svc.signer.check(token)
     size = request.args.get("size", "m")
     if size not in WIDTHS:
-        raise BadImageError("size must be l, m or s")
+        raise BadParameterError("size must be l, m or s")
     record = svc.index.catalogue.get_episode(ref.episode_id)
-    if record is None or record.status != "indexed":
+    if record is None or record.status != EpisodeStatus.INDEXED:
         raise NotFoundError("this episode is no longer in the index")
     return svc, ref, record, WIDTHS[size]
 

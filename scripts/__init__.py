@@ -1,0 +1,1 @@
+"""Maintenance scripts (weights, default PCA, setup); run from the repository root as `python -m scripts.NAME`."""
