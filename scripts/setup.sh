@@ -23,10 +23,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$requirements")"
+stamp=".venv/.installed-$(cat requirements*.txt pyproject.toml | sha256sum | cut -c1-16)-$(basename "$requirements")"
 if [ ! -f "$stamp" ]; then
   echo "installing Python packages from $requirements"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r "$requirements"
+  # AnimeBack itself, editable: `import animeback` and the `animeback` command work from anywhere, no sys.path edits
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   touch "$stamp"
 fi
