@@ -13,9 +13,9 @@ from animeback.index import Index
 from animeback.ingest.indexer import process_library
 from animeback.query.search import Searcher
 from animeback.sources.synthetic import grab_frame
+from tests.conftest import LIBRARY, make_settings
 
 pytestmark = pytest.mark.slow  # a Milvus server (Milvus Lite's own, over TCP) and a second index
-from tests.conftest import LIBRARY, make_settings
 
 
 @pytest.fixture
