@@ -20,6 +20,8 @@ logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(
 flask_app = create_app(settings)
 
 if __name__ == "__main__":
-    print(f"AnimeBack on http://{settings.server.host}:{settings.server.port}/ (development server; "
-          "use gunicorn in production)")
+    print(
+        f"AnimeBack on http://{settings.server.host}:{settings.server.port}/ (development server; "
+        "use gunicorn in production)"
+    )
     flask_app.run(host=settings.server.host, port=settings.server.port, threaded=True)

@@ -36,8 +36,7 @@ def cmd_init(args, settings) -> int:
         print(f"wrote {path} with every setting at its default (config.md explains each key)")
     else:
         print(f"{path} already exists; left as it is")
-    print(f"next: put episodes in {settings.library_path}/<series id>/<episode file>, "
-          "then run `python run.py process`")
+    print(f"next: put episodes in {settings.library_path}/<series id>/<episode file>, then run `python run.py process`")
     return 0
 
 
@@ -65,12 +64,12 @@ def cmd_search(args, settings) -> int:
     except AnimeBackError as exc:
         raise type(exc)(f"{path}: {exc.message}") from None
     with _open_index(settings) as index:
-        outcome = Searcher(index).search(rgb, cut_borders=not args.no_cut_borders, series=args.series,
-                                         limit=args.limit)
+        outcome = Searcher(index).search(rgb, cut_borders=not args.no_cut_borders, series=args.series, limit=args.limit)
         series_info = {m.series_id: index.catalogue.get_series(m.series_id) or {} for m in outcome.matches}
     if args.json:
-        results = [trace_moe_result(m, series_info[m.series_id] if args.anilist_info else None)
-                   for m in outcome.matches]
+        results = [
+            trace_moe_result(m, series_info[m.series_id] if args.anilist_info else None) for m in outcome.matches
+        ]
         print(json.dumps(trace_moe_response(outcome, results), ensure_ascii=False, indent=2))
         return 0
     if not outcome.matches:
@@ -80,16 +79,19 @@ def cmd_search(args, settings) -> int:
     for m in outcome.matches:
         title = series_info[m.series_id].get("title") or m.series_id
         episode = "-" if m.episode is None else str(m.episode)
-        print(f"{m.similarity:6.3f}  {str(title)[:16]:<16} {episode:>5}  {_format_time(m.start):>7} "
-              f"{_format_time(m.at):>7} {_format_time(m.end):>7}  {m.filename}")
+        print(
+            f"{m.similarity:6.3f}  {str(title)[:16]:<16} {episode:>5}  {_format_time(m.start):>7} "
+            f"{_format_time(m.at):>7} {_format_time(m.end):>7}  {m.filename}"
+        )
     return 0
 
 
 def cmd_train_pca(args, settings) -> int:
     from .training.pca import train_library_pca
 
-    report = train_library_pca(settings, dim=args.dim, samples=args.samples, reindex=not args.no_reindex,
-                               progress=not args.quiet)
+    report = train_library_pca(
+        settings, dim=args.dim, samples=args.samples, reindex=not args.no_reindex, progress=not args.quiet
+    )
     print(report)
     return 0
 
@@ -123,8 +125,10 @@ def cmd_status(args, settings) -> int:
         failed = [r for r in index.catalogue.episodes() if r.status == EpisodeStatus.FAILED]
         model = index.indexed_model() or index.model_name
     print(f"library: {settings.library_path}")
-    print(f"index: {stats['series']} series, {stats['episodes']} episodes, {stats['video_seconds'] / 3600:.2f} h, "
-          f"{stats['vectors']} vectors; model {model}; Milvus {settings.milvus_uri}")
+    print(
+        f"index: {stats['series']} series, {stats['episodes']} episodes, {stats['video_seconds'] / 3600:.2f} h, "
+        f"{stats['vectors']} vectors; model {model}; Milvus {settings.milvus_uri}"
+    )
     for r in failed:
         print(f"failed: {r.error}")
     return 0
@@ -134,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.train import TrainOptions
 
     parser = argparse.ArgumentParser(
-        prog="run.py", description="AnimeBack: find the anime, episode and moment of a screenshot.",
-        epilog="Run without a command to write a default config.json.")
+        prog="run.py",
+        description="AnimeBack: find the anime, episode and moment of a screenshot.",
+        epilog="Run without a command to write a default config.json.",
+    )
     parser.add_argument("--config", help="config file (default: $ANIMEBACK_CONFIG or ./config.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -144,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write a default config.json (never overwrites)")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("process", help="index new and changed episodes of the library, drop vanished ones",
-                       description="Index every episode of the library not yet indexed; resumable at any point.")
+    p = sub.add_parser(
+        "process",
+        help="index new and changed episodes of the library, drop vanished ones",
+        description="Index every episode of the library not yet indexed; resumable at any point.",
+    )
     p.add_argument("--reindex", action="store_true", help="drop the whole index and rebuild it (after a model change)")
     p.set_defaults(func=cmd_process)
 
@@ -158,38 +167,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anilist-info", action="store_true", help="with --json: series metadata instead of the id")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("train-pca", help="refit PCA on the library's own frames, then re-index",
-                       description="Fit PCA on frames sampled from the library and re-index with it.")
+    p = sub.add_parser(
+        "train-pca",
+        help="refit PCA on the library's own frames, then re-index",
+        description="Fit PCA on frames sampled from the library and re-index with it.",
+    )
     p.add_argument("--dim", type=int, default=256, help="output dimensions (default 256)")
     p.add_argument("--samples", type=int, default=20000, help="frames to fit on (default 20000)")
     p.add_argument("--no-reindex", action="store_true", help="only write the PCA file")
     p.set_defaults(func=cmd_train_pca)
 
     defaults = TrainOptions()
-    p = sub.add_parser("train", help="fine-tune the embedding on the library's frames (a new models/animeback-v<N>)",
-                       description="Fine-tune the embedding self-supervised on frames of the library (and --videos): "
-                                   "each frame must be found again under crops, flips, text, resizes, JPEG, tints, "
-                                   "borders, player chrome and photo-like warps, and told apart from its neighbours. "
-                                   "Writes the next models/animeback-v<N>; an interrupted run resumes where it "
-                                   "stopped. Uses a GPU when TensorFlow sees one.")
-    p.add_argument("--videos", action="append", default=[], metavar="DIR",
-                   help="also train on the videos in this folder (recursively); repeatable")
-    p.add_argument("--out", metavar="DIR", help="model folder (default: the unfinished models/animeback-v<N> to "
-                                                "resume, else the next version)")
-    p.add_argument("--rounds", type=int, default=defaults.rounds,
-                   help=f"rounds of fresh distorted views (default {defaults.rounds})")
-    p.add_argument("--views", type=int, default=defaults.views,
-                   help=f"distorted views per frame and round (default {defaults.views})")
-    p.add_argument("--fps", type=float, default=defaults.fps,
-                   help=f"frames sampled per second of video (default {defaults.fps})")
+    p = sub.add_parser(
+        "train",
+        help="fine-tune the embedding on the library's frames (a new models/animeback-v<N>)",
+        description="Fine-tune the embedding self-supervised on frames of the library (and --videos): "
+        "each frame must be found again under crops, flips, text, resizes, JPEG, tints, "
+        "borders, player chrome and photo-like warps, and told apart from its neighbours. "
+        "Writes the next models/animeback-v<N>; an interrupted run resumes where it "
+        "stopped. Uses a GPU when TensorFlow sees one.",
+    )
+    p.add_argument(
+        "--videos",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also train on the videos in this folder (recursively); repeatable",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="model folder (default: the unfinished models/animeback-v<N> to resume, else the next version)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=defaults.rounds,
+        help=f"rounds of fresh distorted views (default {defaults.rounds})",
+    )
+    p.add_argument(
+        "--views",
+        type=int,
+        default=defaults.views,
+        help=f"distorted views per frame and round (default {defaults.views})",
+    )
+    p.add_argument(
+        "--fps", type=float, default=defaults.fps, help=f"frames sampled per second of video (default {defaults.fps})"
+    )
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the distortions (default 0)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("download-bilibili", help="fetch the seasons queued in bilibili.queue into the library",
-                       description="Download the bilibili seasons queued in config.json (bilibili.queue) with their "
-                                   "metadata into the library; resumable, skips what is already there.")
-    p.add_argument("--season", action="append", metavar="REF",
-                   help="download this season instead of the queue (ss12345, md12345 or a URL); repeatable")
+    p = sub.add_parser(
+        "download-bilibili",
+        help="fetch the seasons queued in bilibili.queue into the library",
+        description="Download the bilibili seasons queued in config.json (bilibili.queue) with their "
+        "metadata into the library; resumable, skips what is already there.",
+    )
+    p.add_argument(
+        "--season",
+        action="append",
+        metavar="REF",
+        help="download this season instead of the queue (ss12345, md12345 or a URL); repeatable",
+    )
     p.add_argument("--process", action="store_true", help="index each episode as soon as it lands")
     p.set_defaults(func=cmd_download_bilibili)
 

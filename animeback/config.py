@@ -286,7 +286,7 @@ def _env_overrides(environ: typing.Mapping[str, str]) -> dict:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         node = tree
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -310,14 +310,20 @@ def _validate(settings: Settings) -> None:
         try:
             ipaddress.ip_network(network, strict=False)
         except (TypeError, ValueError):
-            raise ConfigError(f"config key 'server.fetch_allow_networks' must list networks like "
-                              f"\"10.0.0.0/8\"; got {network!r}") from None
+            raise ConfigError(
+                f"config key 'server.fetch_allow_networks' must list networks like \"10.0.0.0/8\"; got {network!r}"
+            ) from None
     for name, spec in settings.api.keys.items():
         allowed = {"id": str, "priority": int, "concurrency": int, "quota": int}
-        if (not isinstance(spec, dict) or not set(spec) <= set(allowed)
-                or any(not isinstance(v, allowed[k]) or isinstance(v, bool) for k, v in spec.items())):
-            raise ConfigError(f"config key 'api.keys.{name}' must be an object with id (string), priority, "
-                              f"concurrency and quota (integers); got {spec!r}")
+        if (
+            not isinstance(spec, dict)
+            or not set(spec) <= set(allowed)
+            or any(not isinstance(v, allowed[k]) or isinstance(v, bool) for k, v in spec.items())
+        ):
+            raise ConfigError(
+                f"config key 'api.keys.{name}' must be an object with id (string), priority, "
+                f"concurrency and quota (integers); got {spec!r}"
+            )
 
 
 def config_path(explicit: str | os.PathLike | None = None, environ: typing.Mapping[str, str] | None = None) -> Path:

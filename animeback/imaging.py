@@ -23,7 +23,7 @@ class Box:
     h: int
 
     def crop(self, image: np.ndarray) -> np.ndarray:
-        return image[self.y:self.y + self.h, self.x:self.x + self.w]
+        return image[self.y : self.y + self.h, self.x : self.x + self.w]
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
@@ -79,7 +79,7 @@ HALF_REGIONS = ("left", "right", "top", "bottom")  # region codes 1-4 of the ent
 def halves(rgb: np.ndarray) -> list[np.ndarray]:
     """The halves of an image, in HALF_REGIONS order (views, not copies)."""
     h, w = rgb.shape[:2]
-    return [rgb[:, : w // 2], rgb[:, w // 2:], rgb[: h // 2], rgb[h // 2:]]
+    return [rgb[:, : w // 2], rgb[:, w // 2 :], rgb[: h // 2], rgb[h // 2 :]]
 
 
 def boxes_differ(a: Box, b: Box, share: float = 0.02) -> bool:

@@ -97,9 +97,11 @@ class Index:
         """Refuse to mix vectors of different models."""
         stored = self.indexed_model()
         if self.vectors.stored_dim != self.vectors.dim or (stored and stored != self.model_name):
-            raise IndexMismatchError(f"the index was built with {stored or 'another model'} "
-                                     f"({self.vectors.stored_dim}-d vectors) but the configuration uses "
-                                     f"{self.model_name} ({self.vectors.dim}-d): run `python run.py process --reindex`")
+            raise IndexMismatchError(
+                f"the index was built with {stored or 'another model'} "
+                f"({self.vectors.stored_dim}-d vectors) but the configuration uses "
+                f"{self.model_name} ({self.vectors.dim}-d): run `python run.py process --reindex`"
+            )
 
     def refresh_stats(self) -> dict[str, Any]:
         """Recompute library totals from the catalogue and store them for /status and frameCount."""

@@ -79,12 +79,20 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20, help="query times per clip")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--holdout", default="tom_and_jerry_trap_happy.mp4")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. media.sample_fps=3 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. media.sample_fps=3 (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--failures", action="store_true", help="list the queries answered wrongly")
-    parser.add_argument("--train-pca", action="store_true",
-                        help="fit PCA on each index's own library (`run.py train-pca`) instead of the shipped default")
+    parser.add_argument(
+        "--train-pca",
+        action="store_true",
+        help="fit PCA on each index's own library (`run.py train-pca`) instead of the shipped default",
+    )
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
 
@@ -103,12 +111,18 @@ def main() -> None:
             for clip, t in plan:
                 outcome = searcher.search(distort(frames[(clip, t)], rng))
                 best = outcome.matches[0] if outcome.matches else None
-                ok = best is not None and best.filename == clip.name and (
-                    abs(best.at - t) <= 1.0 or best.start - 1e-3 <= t <= best.end + 1e-3)
+                ok = (
+                    best is not None
+                    and best.filename == clip.name
+                    and (abs(best.at - t) <= 1.0 or best.start - 1e-3 <= t <= best.end + 1e-3)
+                )
                 correct += ok
                 if not ok and args.failures:
-                    got = f"{best.filename} {best.start:.2f}<{best.at:.2f}<{best.end:.2f} sim {best.similarity:.3f}" \
-                        if best else "nothing"
+                    got = (
+                        f"{best.filename} {best.start:.2f}<{best.at:.2f}<{best.end:.2f} sim {best.similarity:.3f}"
+                        if best
+                        else "nothing"
+                    )
                     print(f"miss ({name}): {clip.name} t={t:.2f} -> {got}")
                 if ok:
                     sims.append(best.similarity)
@@ -117,8 +131,9 @@ def main() -> None:
             similarities[name] = sims
         index_b_dir = Path(tmp) / "b"
         index_a.close()
-        index_b, _ = build(index_b_dir, [c for c in clips if c not in holdout], index_a.embedder, overrides,
-                              args.train_pca)
+        index_b, _ = build(
+            index_b_dir, [c for c in clips if c not in holdout], index_a.embedder, overrides, args.train_pca
+        )
         negatives = []
         searcher_b = Searcher(index_b)
         for clip, t in plan:
@@ -129,24 +144,44 @@ def main() -> None:
         index_b.close()
 
     threshold = percentile(negatives, 99)
-    print(f"index: {len(clips)} clips, {video_seconds:.0f} s of video, {vectors} vectors "
-          f"({vectors / video_seconds:.2f}/s, {vectors * 1024 / video_seconds:.0f} vector bytes/s), built in {seconds:.1f} s")
-    print(f"queries: {len(plan)} per distortion ({args.queries} per clip, seed {args.seed}); settings "
-          f"{overrides or 'default'}; PCA {'fitted on each library (train-pca)' if args.train_pca else 'shipped default'}")
+    print(
+        f"index: {len(clips)} clips, {video_seconds:.0f} s of video, {vectors} vectors "
+        f"({vectors / video_seconds:.2f}/s, {vectors * 1024 / video_seconds:.0f} vector bytes/s), built in {seconds:.1f} s"
+    )
+    print(
+        f"queries: {len(plan)} per distortion ({args.queries} per clip, seed {args.seed}); settings "
+        f"{overrides or 'default'}; PCA {'fitted on each library (train-pca)' if args.train_pca else 'shipped default'}"
+    )
     print(describe_blanks(blanks))
     print(f"\n{'distortion':<18} {'top-1':>7} {'sim p5':>7} {'sim p50':>8} {'top-1 above threshold':>22}")
     for name in DISTORTIONS:
         above = sum(s >= threshold for s in similarities[name]) / len(plan)
-        print(f"{name:<18} {table[name]:7.1%} {percentile(similarities[name], 5):7.3f} "
-              f"{percentile(similarities[name], 50):8.3f} {above:22.1%}")
-    print(f"\nwidth of from..to in correct answers: median {percentile(widths, 50):.2f} s, "
-          f"p90 {percentile(widths, 90):.2f} s")
-    print(f"not-indexed screenshots ({args.holdout}, {len(negatives)} queries, all distortions): top similarity "
-          f"p50 {percentile(negatives, 50):.3f}, p99 {threshold:.3f}, max {max(negatives):.3f}")
+        print(
+            f"{name:<18} {table[name]:7.1%} {percentile(similarities[name], 5):7.3f} "
+            f"{percentile(similarities[name], 50):8.3f} {above:22.1%}"
+        )
+    print(
+        f"\nwidth of from..to in correct answers: median {percentile(widths, 50):.2f} s, "
+        f"p90 {percentile(widths, 90):.2f} s"
+    )
+    print(
+        f"not-indexed screenshots ({args.holdout}, {len(negatives)} queries, all distortions): top similarity "
+        f"p50 {percentile(negatives, 50):.3f}, p99 {threshold:.3f}, max {max(negatives):.3f}"
+    )
     print(f"threshold (99% of not-indexed screenshots below it): {threshold:.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"top1": table, "threshold": threshold, "negatives": negatives,
-                                         "vectors": vectors, "video_seconds": video_seconds}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "top1": table,
+                    "threshold": threshold,
+                    "negatives": negatives,
+                    "vectors": vectors,
+                    "video_seconds": video_seconds,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-_ZIGZAG = sorted(((y, x) for y in range(8) for x in range(8)), key=lambda p: (p[0] + p[1], p[0] if (p[0] + p[1]) % 2 else -p[0]))
+_ZIGZAG = sorted(
+    ((y, x) for y in range(8) for x in range(8)), key=lambda p: (p[0] + p[1], p[0] if (p[0] + p[1]) % 2 else -p[0])
+)
 _DCT = cv2.dct  # 8x8 orthonormal DCT-II
 
 
@@ -87,12 +89,29 @@ class ColourLayoutIndex:
 
 def _decoded_frames(clip: Path):
     """(time, 320x180 RGB) for every decoded frame of a clip."""
-    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=avg_frame_rate",
-                            "-of", "csv=p=0", str(clip)], capture_output=True, text=True, check=True).stdout.strip()
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=avg_frame_rate",
+            "-of",
+            "csv=p=0",
+            str(clip),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     num, _, den = probe.partition("/")
     fps = float(num) / float(den or 1) if float(num or 0) else 25.0
-    proc = subprocess.Popen(["ffmpeg", "-v", "error", "-i", str(clip), "-vf", "scale=320:180", "-f", "rawvideo",
-                             "-pix_fmt", "rgb24", "-"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-i", str(clip), "-vf", "scale=320:180", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        stdout=subprocess.PIPE,
+    )
     size = 320 * 180 * 3
     k = 0
     while True:

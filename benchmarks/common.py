@@ -50,8 +50,26 @@ def link_library(library: Path, clips: list[Path], series: str = "clips") -> Non
 
 def grab_rgb(video: Path, at: float) -> np.ndarray:
     """The frame shown at `at` seconds, full resolution, as RGB (decoded accurately, PNG through a pipe)."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1",
-                          "-f", "image2pipe", "-vcodec", "png", "-"], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-ss",
+            f"{at:.3f}",
+            "-i",
+            str(video),
+            "-frames:v",
+            "1",
+            "-f",
+            "image2pipe",
+            "-vcodec",
+            "png",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.asarray(Image.open(io.BytesIO(out)).convert("RGB"))
 
 
@@ -89,7 +107,7 @@ def _crop(rgb: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
     h, w = rgb.shape[:2]
     ch, cw = int(h * keep), int(w * keep)
     y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-    return rgb[y:y + ch, x:x + cw]
+    return rgb[y : y + ch, x : x + cw]
 
 
 def _resize_width(rgb: np.ndarray, width: int) -> np.ndarray:
@@ -121,7 +139,7 @@ def _half(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One half of the frame: left, right, top or bottom."""
     h, w = rgb.shape[:2]
     side = int(rng.integers(4))
-    return [rgb[:, : w // 2], rgb[:, w // 2:], rgb[: h // 2], rgb[h // 2:]][side]
+    return [rgb[:, : w // 2], rgb[:, w // 2 :], rgb[: h // 2], rgb[h // 2 :]][side]
 
 
 def _player_window(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -136,14 +154,14 @@ def _player_window(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         video_w = int(round(video_h * rgb.shape[1] / rgb.shape[0]))
     x = int(rng.integers(10, canvas_w - video_w - 10))
     y = int(rng.integers(10, canvas_h - video_h - title_h - controls_h - 10))
-    window = desktop[y:y + title_h + video_h + controls_h, x:x + video_w]
+    window = desktop[y : y + title_h + video_h + controls_h, x : x + video_w]
     window[:title_h] = (225, 225, 228)
     cv2.putText(window, "episode 05 - Player", (10, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (40, 40, 40), 1, cv2.LINE_AA)
-    window[title_h:title_h + video_h] = cv2.resize(rgb, (video_w, video_h), interpolation=cv2.INTER_AREA)
-    controls = window[title_h + video_h:]
+    window[title_h : title_h + video_h] = cv2.resize(rgb, (video_w, video_h), interpolation=cv2.INTER_AREA)
+    controls = window[title_h + video_h :]
     controls[:] = (24, 24, 24)
     progress = int(video_w * rng.uniform(0.1, 0.9))
-    controls[8:12, 10:video_w - 10] = (90, 90, 90)
+    controls[8:12, 10 : video_w - 10] = (90, 90, 90)
     controls[8:12, 10:progress] = (230, 60, 60)
     cv2.circle(controls, (24, 28), 8, (235, 235, 235), -1)
     return desktop
@@ -159,8 +177,13 @@ def _photo_of_screen(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     src = np.float32([[0, 0], [fw, 0], [fw, fh], [0, fh]])
     jitter = rng.uniform(-0.05, 0.05, (4, 2)) * [fw, fh]
     dst = np.float32(src + [ox, oy] + jitter)
-    warped = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(src, dst), (out_w, out_h),
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(18, 18, 22))
+    warped = cv2.warpPerspective(
+        frame,
+        cv2.getPerspectiveTransform(src, dst),
+        (out_w, out_h),
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(18, 18, 22),
+    )
     warped = cv2.GaussianBlur(warped, (0, 0), 1.2)
     yy, xx = np.mgrid[0:out_h, 0:out_w]
     cx, cy = rng.uniform(0.3, 0.7) * out_w, rng.uniform(0.3, 0.7) * out_h

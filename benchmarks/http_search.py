@@ -75,12 +75,17 @@ def main() -> None:
         tmp = Path(tmp)
         link_library(tmp / "library", clips)
         port = _free_port()
-        (tmp / "config.json").write_text(json.dumps({"library_dir": str(tmp / "library"), "data_dir": str(tmp / "data"),
-                                                     "log_level": "WARNING"}))
+        (tmp / "config.json").write_text(
+            json.dumps({"library_dir": str(tmp / "library"), "data_dir": str(tmp / "data"), "log_level": "WARNING"})
+        )
         env = {**os.environ, "ANIMEBACK_CONFIG": str(tmp / "config.json"), "TF_CPP_MIN_LOG_LEVEL": "2"}
         subprocess.run([sys.executable, str(ROOT / "run.py"), "-q", "process"], env=env, check=True)
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-                                   "app:flask_app"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "app:flask_app"],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             started = time.monotonic()
             while True:
@@ -119,11 +124,15 @@ def main() -> None:
             server.wait()
     statuses = sorted({s for s, _ in done})
     print(f"gunicorn -w {args.workers} on {os.cpu_count()} cores; {len(clips)} clips indexed; ready in {ready_s:.1f} s")
-    print(f"sequential: {args.queries} searches, p50 {percentile(latencies, 50):.1f} ms, "
-          f"p95 {percentile(latencies, 95):.1f} ms")
-    print(f"{args.clients} concurrent clients: {len(done) / elapsed:.1f} searches/s, "
-          f"p50 {percentile([m for _, m in done], 50):.1f} ms, p95 {percentile([m for _, m in done], 95):.1f} ms, "
-          f"statuses {statuses}")
+    print(
+        f"sequential: {args.queries} searches, p50 {percentile(latencies, 50):.1f} ms, "
+        f"p95 {percentile(latencies, 95):.1f} ms"
+    )
+    print(
+        f"{args.clients} concurrent clients: {len(done) / elapsed:.1f} searches/s, "
+        f"p50 {percentile([m for _, m in done], 50):.1f} ms, p95 {percentile([m for _, m in done], 95):.1f} ms, "
+        f"statuses {statuses}"
+    )
     print("worker memory (RSS): " + ", ".join(f"{r:.0f} MiB" for r in rss))
 
 

@@ -41,9 +41,32 @@ def make_input(minutes: float) -> Path:
         if not source.exists():
             sys.exit(f"needs {source}")
         loops = int(np.ceil(minutes * 2)) - 1
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(source), "-t",
-                        str(minutes * 60), "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast",
-                        "-crf", "20", "-c:a", "aac", str(target)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-stream_loop",
+                str(loops),
+                "-i",
+                str(source),
+                "-t",
+                str(minutes * 60),
+                "-vf",
+                "scale=1920:1080",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "20",
+                "-c:a",
+                "aac",
+                str(target),
+            ],
+            check=True,
+        )
     return target
 
 
@@ -60,8 +83,14 @@ def main() -> None:
     args = parser.parse_args()
     video = make_input(args.minutes)
     info = probe(video)
-    decode = min(timed(lambda: subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-map", "0:v", "-f",
-                                                "null", "-"], check=True)) for _ in range(3))
+    decode = min(
+        timed(
+            lambda: subprocess.run(
+                ["ffmpeg", "-v", "error", "-i", str(video), "-map", "0:v", "-f", "null", "-"], check=True
+            )
+        )
+        for _ in range(3)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         library = tmp / "library"
@@ -75,9 +104,13 @@ def main() -> None:
         link_library(cli_settings / "library", [video])
         if args.half_frames:
             (cli_settings / "config.json").write_text(json.dumps({"features": {"half_frames": True}}))
-        cli = timed(lambda: subprocess.run([sys.executable, str(ROOT / "run.py"), "-q", "--config",
-                                            str(cli_settings / "config.json"), "process"], check=True,
-                                           stdout=subprocess.DEVNULL))
+        cli = timed(
+            lambda: subprocess.run(
+                [sys.executable, str(ROOT / "run.py"), "-q", "--config", str(cli_settings / "config.json"), "process"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        )
 
         # Stages alone, for the per-stage figures.
         fps = settings.media.sample_fps
@@ -98,12 +131,16 @@ def main() -> None:
     n = len(pixels)
     print(f"input: {video.name}, {info.duration:.0f} s, {info.width}x{info.height} H.264")
     print(f"ffmpeg plain decode (floor): {decode:.1f} s ({info.duration / decode:.1f}x real time)")
-    print(f"process (in-process, model loaded): {report.wall_seconds:.1f} s = {report.wall_seconds / decode:.2f}x "
-          f"the floor; sampled {report.frames_sampled}, kept {report.frames_kept}, vectors {report.vectors_written}")
+    print(
+        f"process (in-process, model loaded): {report.wall_seconds:.1f} s = {report.wall_seconds / decode:.2f}x "
+        f"the floor; sampled {report.frames_sampled}, kept {report.frames_kept}, vectors {report.vectors_written}"
+    )
     print(f"process (whole CLI command, incl. ~5 s start-up): {cli:.1f} s = {cli / decode:.2f}x the floor")
-    print(f"stages at sample_fps={fps:g}: decode+sample {n / sample_only:.0f} frames/s ({sample_only:.1f} s); "
-          f"decode+sample+preview {with_preview:.1f} s; pHash {n / hashing:.0f} frames/s; "
-          f"CNN+PCA {n / cnn:.0f} frames/s; Milvus Lite insert {n / insert:.0f} rows/s")
+    print(
+        f"stages at sample_fps={fps:g}: decode+sample {n / sample_only:.0f} frames/s ({sample_only:.1f} s); "
+        f"decode+sample+preview {with_preview:.1f} s; pHash {n / hashing:.0f} frames/s; "
+        f"CNN+PCA {n / cnn:.0f} frames/s; Milvus Lite insert {n / insert:.0f} rows/s"
+    )
 
 
 if __name__ == "__main__":

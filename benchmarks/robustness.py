@@ -35,6 +35,7 @@ def _ours(searcher: Searcher):
         outcome = searcher.search(rgb, cut_borders=True)
         m = outcome.matches[0] if outcome.matches else None
         return (m.filename, m.start, m.at, m.end, m.similarity) if m else None
+
     return search
 
 
@@ -46,6 +47,7 @@ def _baseline(index: ColourLayoutIndex):
         if is_cropped(box, rgb.shape):
             rgb = box.crop(rgb)
         return index.search(rgb)
+
     return search
 
 
@@ -54,8 +56,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--holdout", default="tom_and_jerry_trap_happy.mp4")
-    parser.add_argument("--model", type=Path, action="append", default=[],
-                        help="also measure this trained model folder (models/animeback-v2); repeatable")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure this trained model folder (models/animeback-v2); repeatable",
+    )
     args = parser.parse_args()
     clips = shared_clips()
     holdout = [c for c in clips if c.name == args.holdout]
@@ -80,10 +87,14 @@ def main() -> None:
             index_b, _ = build(Path(tmp) / f"{name}-b", kept, index_a.embedder, overrides, False)
             indexes += [index_a, index_b]
             video_seconds = sum(r.duration for r in index_a.catalogue.episodes())
-            methods[name] = (_ours(Searcher(index_a)), index_a.vectors.count() * index_a.embedder.dim * 4 / video_seconds)
+            methods[name] = (
+                _ours(Searcher(index_a)),
+                index_a.vectors.count() * index_a.embedder.dim * 4 / video_seconds,
+            )
             negative_search[name] = _ours(Searcher(index_b))
-            declined[name] = sum(Searcher(index_a).search(frame, cut_borders=True).uninformative
-                                 for _, _, frame in blanks)
+            declined[name] = sum(
+                Searcher(index_a).search(frame, cut_borders=True).uninformative for _, _, frame in blanks
+            )
         cld_a = ColourLayoutIndex.build(clips)
         methods["colour_layout"] = (_baseline(cld_a), cld_a.bytes / video_seconds)
         negative_search["colour_layout"] = _baseline(ColourLayoutIndex.build(kept))
@@ -107,10 +118,15 @@ def main() -> None:
         for index in indexes:
             index.close()
 
-    print(f"{len(plan)} queries per distortion ({args.queries} per clip, seed {args.seed}); "
-          f"not-indexed: {args.holdout} under every distortion")
-    print(describe_blanks(blanks) + "; declined as uninformative: "
-          + ", ".join(f"{name} {count}/{len(blanks)}" for name, count in declined.items()))
+    print(
+        f"{len(plan)} queries per distortion ({args.queries} per clip, seed {args.seed}); "
+        f"not-indexed: {args.holdout} under every distortion"
+    )
+    print(
+        describe_blanks(blanks)
+        + "; declined as uninformative: "
+        + ", ".join(f"{name} {count}/{len(blanks)}" for name, count in declined.items())
+    )
     header = f"{'distortion':<18}" + "".join(f"{m[:16] + ' top-1':>22}{'@1%':>8}" for m in results)
     print(header)
     for name in ROBUST_DISTORTIONS:
@@ -139,9 +155,11 @@ def main() -> None:
                         strict += abs(at - t) <= 1.0 and lo - 1e-3 <= t <= hi + 1e-3
         print(f"{method}: {strict}/{right} right answers have the true time inside from..to and `at` within 1 s")
     for method, data in results.items():
-        print(f"{method}: 1% false-match threshold {data['threshold']:.3f}; index {methods[method][1]:.0f} "
-              f"bytes per second of video; search p50 {percentile(data['latency'], 50):.1f} ms, "
-              f"p95 {percentile(data['latency'], 95):.1f} ms")
+        print(
+            f"{method}: 1% false-match threshold {data['threshold']:.3f}; index {methods[method][1]:.0f} "
+            f"bytes per second of video; search p50 {percentile(data['latency'], 50):.1f} ms, "
+            f"p95 {percentile(data['latency'], 95):.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def main() -> None:
                 times.append((time.perf_counter() - started) * 1000)
             vectors = index.vectors.count()
     print(f"warm index: {len(clips)} clips, {vectors} vectors; {args.queries} searches of {len(payloads)} JPEG queries")
-    print(f"search latency: p50 {percentile(times, 50):.1f} ms, p95 {percentile(times, 95):.1f} ms, "
-          f"max {max(times):.1f} ms")
+    print(
+        f"search latency: p50 {percentile(times, 50):.1f} ms, p95 {percentile(times, 95):.1f} ms, "
+        f"max {max(times):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

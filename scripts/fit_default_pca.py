@@ -34,8 +34,9 @@ def main() -> None:
     settings = Settings(base_dir=ROOT)
     embedder = Embedder.imagenet(settings, None)
     with tempfile.TemporaryDirectory() as tmp:
-        videos = [make_episode(Path(tmp) / f"synthetic_{i}.mp4", seed=1000 + i, duration=30)
-                  for i in range(args.synthetic)]
+        videos = [
+            make_episode(Path(tmp) / f"synthetic_{i}.mp4", seed=1000 + i, duration=30) for i in range(args.synthetic)
+        ]
         for folder in args.videos:
             videos += sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
         features = sample_video_features(embedder, videos, settings, args.per_video)

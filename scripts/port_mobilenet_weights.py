@@ -63,8 +63,9 @@ def torch_reference_logits(state, images: np.ndarray) -> np.ndarray:
         bn = f"{key}.1" if f"{key}.0.weight" in sd else None
         x = F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2, groups=groups)
         if bn:
-            x = F.batch_norm(x, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"],
-                             sd[f"{bn}.bias"], eps=1e-5)
+            x = F.batch_norm(
+                x, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"], sd[f"{bn}.bias"], eps=1e-5
+            )
         return F.relu6(x) if relu else x
 
     with torch.no_grad():
@@ -81,8 +82,9 @@ def torch_reference_logits(state, images: np.ndarray) -> np.ndarray:
             pw = f"{base}.{parts - 1}"
             x = F.conv2d(x, sd[f"{pw}.weight"])
             bn = f"{base}.{parts}"
-            x = F.batch_norm(x, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"],
-                             sd[f"{bn}.bias"], eps=1e-5)
+            x = F.batch_norm(
+                x, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"], sd[f"{bn}.bias"], eps=1e-5
+            )
             if x.shape == inp.shape:
                 x = x + inp
         x = cbr(x, "features.18")

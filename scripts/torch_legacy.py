@@ -36,7 +36,7 @@ class _TensorRef:
         if not self.shape:
             return np.array(base[self.offset])
         return np.lib.stride_tricks.as_strided(
-            base[self.offset:], shape=self.shape, strides=[s * item for s in self.stride]
+            base[self.offset :], shape=self.shape, strides=[s * item for s in self.stride]
         ).copy()
 
 

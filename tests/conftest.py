@@ -26,8 +26,14 @@ def make_settings(tmp: Path, library: Path, **sections) -> Settings:
     """Settings whose library and data live under tmp; keyword args override sections, e.g. media={...}."""
     # hosts of finished tests go away quickly
     stores = {"host_idle_s": 3.0, **sections.pop("stores", {})}
-    return updated(Settings(base_dir=tmp), library_dir=str(library), data_dir=str(tmp / "data"), log_level="WARNING",
-                   stores=stores, **sections)
+    return updated(
+        Settings(base_dir=tmp),
+        library_dir=str(library),
+        data_dir=str(tmp / "data"),
+        log_level="WARNING",
+        stores=stores,
+        **sections,
+    )
 
 
 def build_library(folder: Path, entries=LIBRARY) -> Path:

@@ -26,11 +26,50 @@ def make_dash_streams(folder: Path, seed: int, duration: float = 3.0) -> tuple[P
     """A fragmented-MP4 H.264 video stream and an AAC audio stream, as bilibili's .m4s files are."""
     video, audio = folder / f"v{seed}.m4s", folder / f"a{seed}.m4s"
     frag = ["-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"]
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"mandelbrot=size=320x180:rate=24:start_scale={0.5 + seed / 10}", "-t", str(duration),
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", *frag, str(video)], check=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=frequency={300 + 50 * seed}",
-                    "-t", str(duration), "-c:a", "aac", "-b:a", "64k", *frag, str(audio)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"mandelbrot=size=320x180:rate=24:start_scale={0.5 + seed / 10}",
+            "-t",
+            str(duration),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            *frag,
+            str(video),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={300 + 50 * seed}",
+            "-t",
+            str(duration),
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            *frag,
+            str(audio),
+        ],
+        check=True,
+    )
     return video, audio
 
 
@@ -52,18 +91,36 @@ class FakeBilibili:
         self.port = 0
 
     # -- content ------------------------------------------------------------------------------------------
-    def add_season(self, season_id: int, media_id: int, title: str, episodes: list[tuple[int, str, float]],
-                   qualities=(80, 64, 32)) -> None:
+    def add_season(
+        self, season_id: int, media_id: int, title: str, episodes: list[tuple[int, str, float]], qualities=(80, 64, 32)
+    ) -> None:
         """A season whose episodes are (episode id, number text, seconds); streams made by make_dash_streams."""
         self.media_to_season[media_id] = season_id
         self.seasons[season_id] = {
-            "season_id": season_id, "media_id": media_id, "title": title, "season_title": title,
-            "jp_title": f"{title} (JP)", "alias": f"{title} alias,{title} another", "evaluate": f"About {title}.",
-            "cover": f"http://127.0.0.1/cover/{season_id}.jpg", "link": f"https://www.bilibili.com/bangumi/media/md{media_id}/",
+            "season_id": season_id,
+            "media_id": media_id,
+            "title": title,
+            "season_title": title,
+            "jp_title": f"{title} (JP)",
+            "alias": f"{title} alias,{title} another",
+            "evaluate": f"About {title}.",
+            "cover": f"http://127.0.0.1/cover/{season_id}.jpg",
+            "link": f"https://www.bilibili.com/bangumi/media/md{media_id}/",
             "up_info": {"mid": 1, "uname": "uploader"},
-            "episodes": [{"id": ep, "aid": 1000 + ep, "bvid": "BV1Am411y7iK", "cid": 2000 + ep, "title": number,
-                          "long_title": f"Episode {number} of {title}", "duration": int(seconds * 1000),
-                          "badge": "", "status": 2} for ep, number, seconds in episodes],
+            "episodes": [
+                {
+                    "id": ep,
+                    "aid": 1000 + ep,
+                    "bvid": "BV1Am411y7iK",
+                    "cid": 2000 + ep,
+                    "title": number,
+                    "long_title": f"Episode {number} of {title}",
+                    "duration": int(seconds * 1000),
+                    "badge": "",
+                    "status": 2,
+                }
+                for ep, number, seconds in episodes
+            ],
         }
         for ep, _number, _seconds in episodes:
             self.playurls[ep] = {"qualities": list(qualities), "video": f"v{ep}.m4s", "audio": f"a{ep}.m4s"}
@@ -71,18 +128,45 @@ class FakeBilibili:
     def _playurl(self, episode_id: int) -> dict:
         spec = self.playurls[episode_id]
         base = (self.media_base or f"http://127.0.0.1:{self.port}") + "/upgcxcode"
-        videos = [{"id": q, "baseUrl": f"{base}/{spec['video']}?q={q}", "base_url": f"{base}/{spec['video']}?q={q}",
-                   "backupUrl": [f"{base}/backup/{spec['video']}?q={q}"],
-                   "backup_url": [f"{base}/backup/{spec['video']}?q={q}"], "bandwidth": 1000 * q,
-                   "mimeType": "video/mp4", "codecs": "avc1.64001F", "width": 320, "height": 180, "codecid": 7}
-                  for q in spec["qualities"]]
-        audio = [{"id": 30280, "baseUrl": f"{base}/{spec['audio']}", "base_url": f"{base}/{spec['audio']}",
-                  "backupUrl": [], "backup_url": [], "bandwidth": 64000, "mimeType": "audio/mp4",
-                  "codecs": "mp4a.40.2", "codecid": 0}]
-        return {"video_info": {"quality": max(spec["qualities"]), "format": "dash", "accept_quality": spec["qualities"],
-                               "accept_description": [str(q) for q in spec["qualities"]],
-                               "dash": {"duration": 3, "video": videos, "audio": audio}},
-                "play_view_business_info": {"season_info": {"season_id": 0}, "episode_info": {"bvid": "BV1Am411y7iK"}}}
+        videos = [
+            {
+                "id": q,
+                "baseUrl": f"{base}/{spec['video']}?q={q}",
+                "base_url": f"{base}/{spec['video']}?q={q}",
+                "backupUrl": [f"{base}/backup/{spec['video']}?q={q}"],
+                "backup_url": [f"{base}/backup/{spec['video']}?q={q}"],
+                "bandwidth": 1000 * q,
+                "mimeType": "video/mp4",
+                "codecs": "avc1.64001F",
+                "width": 320,
+                "height": 180,
+                "codecid": 7,
+            }
+            for q in spec["qualities"]
+        ]
+        audio = [
+            {
+                "id": 30280,
+                "baseUrl": f"{base}/{spec['audio']}",
+                "base_url": f"{base}/{spec['audio']}",
+                "backupUrl": [],
+                "backup_url": [],
+                "bandwidth": 64000,
+                "mimeType": "audio/mp4",
+                "codecs": "mp4a.40.2",
+                "codecid": 0,
+            }
+        ]
+        return {
+            "video_info": {
+                "quality": max(spec["qualities"]),
+                "format": "dash",
+                "accept_quality": spec["qualities"],
+                "accept_description": [str(q) for q in spec["qualities"]],
+                "dash": {"duration": 3, "video": videos, "audio": audio},
+            },
+            "play_view_business_info": {"season_info": {"season_id": 0}, "episode_info": {"bvid": "BV1Am411y7iK"}},
+        }
 
     # -- HTTP ---------------------------------------------------------------------------------------------
     def start(self) -> FakeBilibili:
@@ -112,14 +196,30 @@ class FakeBilibili:
                     season = fake.media_to_season.get(int(query.get("media_id", 0)))
                     if season is None:
                         return self._json({"code": -404, "message": "啥都木有"})
-                    return self._json({"code": 0, "message": "success",
-                                       "result": {"media": {"media_id": int(query["media_id"]), "season_id": season,
-                                                            "title": fake.seasons[season]["title"]}}})
+                    return self._json(
+                        {
+                            "code": 0,
+                            "message": "success",
+                            "result": {
+                                "media": {
+                                    "media_id": int(query["media_id"]),
+                                    "season_id": season,
+                                    "title": fake.seasons[season]["title"],
+                                }
+                            },
+                        }
+                    )
                 if url.path == "/pgc/view/web/simple/season":
                     season = fake.seasons.get(int(query.get("season_id", 0)))
                     if season is None and "ep_id" in query:
-                        season = next((s for s in fake.seasons.values()
-                                       if any(e["id"] == int(query["ep_id"]) for e in s["episodes"])), None)
+                        season = next(
+                            (
+                                s
+                                for s in fake.seasons.values()
+                                if any(e["id"] == int(query["ep_id"]) for e in s["episodes"])
+                            ),
+                            None,
+                        )
                     if season is None:
                         return self._json({"code": -404, "message": "啥都木有"})
                     if self._injected(f"season:{season['season_id']}"):
@@ -223,10 +323,23 @@ class _ToFake(httpx.AsyncBaseTransport):
 class FakeRoutedClient(HTTPXClient):
     """bilibili-api's own httpx client, with its connections going to the fake."""
 
-    def __init__(self, proxy: str = "", timeout: float = 0.0, verify_ssl: bool = True, trust_env: bool = True,
-                 http2: bool = False, session=None):
-        super().__init__(proxy, timeout, verify_ssl, trust_env, http2,
-                         session=httpx.AsyncClient(transport=_ToFake(), timeout=timeout or 30))
+    def __init__(
+        self,
+        proxy: str = "",
+        timeout: float = 0.0,
+        verify_ssl: bool = True,
+        trust_env: bool = True,
+        http2: bool = False,
+        session=None,
+    ):
+        super().__init__(
+            proxy,
+            timeout,
+            verify_ssl,
+            trust_env,
+            http2,
+            session=httpx.AsyncClient(transport=_ToFake(), timeout=timeout or 30),
+        )
 
 
 def route_bilibili_api_to(port: int) -> None:

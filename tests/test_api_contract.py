@@ -35,11 +35,14 @@ def _conforms(response, path: str, method: str) -> dict:
 
 
 def test_every_route_is_documented_and_every_documented_route_exists(client):
-    documented = {(re.sub(r"\{[^}]+\}", "{}", path), method.upper())
-                  for path, ops in DOC["paths"].items() for method in ops}
-    served = {(re.sub(r"<[^>]+>", "{}", rule.rule), method)
-              for rule in client.application.url_map.iter_rules()
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {
+        (re.sub(r"\{[^}]+\}", "{}", path), method.upper()) for path, ops in DOC["paths"].items() for method in ops
+    }
+    served = {
+        (re.sub(r"<[^>]+>", "{}", rule.rule), method)
+        for rule in client.application.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     assert served == documented
     assert client.get("/openapi.json").get_json() == DOC
 
@@ -63,8 +66,9 @@ def stills(tmp_path_factory, library_template):
 
 
 def test_documented_bodies_for_search_me_status_and_errors(client, stills):
-    body = _conforms(client.post("/search?anilistInfo", data=_png(stills[0]), content_type="image/png"),
-                     "/search", "post")
+    body = _conforms(
+        client.post("/search?anilistInfo", data=_png(stills[0]), content_type="image/png"), "/search", "post"
+    )
     assert body["result"]
     _conforms(client.get("/search"), "/search", "get")
     _conforms(client.post("/search", data=b"junk", content_type="image/png"), "/search", "post")
@@ -76,9 +80,14 @@ def test_documented_bodies_for_search_me_status_and_errors(client, stills):
 def test_match_add_search_in_any_orientation_compare_list_delete(client, stills):
     names = [f"stills/{i}.png" for i in range(len(stills))]
     for i, (name, rgb) in enumerate(zip(names, stills)):
-        body = _conforms(client.post("/match/add", data={
-            "filepath": name, "metadata": json.dumps({"n": i}), "image": (io.BytesIO(_png(rgb)), "x.png")}),
-            "/match/add", "post")
+        body = _conforms(
+            client.post(
+                "/match/add",
+                data={"filepath": name, "metadata": json.dumps({"n": i}), "image": (io.BytesIO(_png(rgb)), "x.png")},
+            ),
+            "/match/add",
+            "post",
+        )
         assert body == {"status": "ok", "error": [], "method": "add", "result": []}
     assert _conforms(client.get("/match/count"), "/match/count", "get")["result"][0] >= len(names)
     listed = _conforms(client.get("/match/list?offset=0&limit=10000"), "/match/list", "get")["result"]
@@ -86,31 +95,50 @@ def test_match_add_search_in_any_orientation_compare_list_delete(client, stills)
 
     target = stills[2]
     for variant in (target, target[:, ::-1], np.rot90(target), np.rot90(target[::-1], 3)):
-        body = _conforms(client.post("/match/search", data={"image": (io.BytesIO(_png(np.ascontiguousarray(variant))),
-                                                                       "q.png"), "limit": "3"}),
-                         "/match/search", "post")
+        body = _conforms(
+            client.post(
+                "/match/search",
+                data={"image": (io.BytesIO(_png(np.ascontiguousarray(variant))), "q.png"), "limit": "3"},
+            ),
+            "/match/search",
+            "post",
+        )
         assert body["result"][0]["filepath"] == names[2] and body["result"][0]["metadata"] == {"n": 2}
         assert body["result"][0]["score"] > 95 and len(body["result"]) <= 3
         assert len({r["filepath"] for r in body["result"]}) == len(body["result"])  # best score per image
-    same = _conforms(client.post("/match/compare", data={"image1": (io.BytesIO(_png(target)), "a.png"),
-                                                          "image2": (io.BytesIO(_png(target)), "b.png")}),
-                     "/match/compare", "post")["result"][0]["score"]
-    other = client.post("/match/compare", data={"image1": (io.BytesIO(_png(target)), "a.png"),
-                                                "image2": (io.BytesIO(_png(stills[0])), "b.png")}).get_json()
+    same = _conforms(
+        client.post(
+            "/match/compare",
+            data={"image1": (io.BytesIO(_png(target)), "a.png"), "image2": (io.BytesIO(_png(target)), "b.png")},
+        ),
+        "/match/compare",
+        "post",
+    )["result"][0]["score"]
+    other = client.post(
+        "/match/compare",
+        data={"image1": (io.BytesIO(_png(target)), "a.png"), "image2": (io.BytesIO(_png(stills[0])), "b.png")},
+    ).get_json()
     assert same > 99 and other["result"][0]["score"] < same
 
     # exact filepath identity: near-identical paths are different images, and are not deleted
     assert client.delete("/match/delete", data={"filepath": names[1] + " "}).status_code == 404
     assert client.delete("/match/delete", data={"filepath": "stills/1"}).status_code == 404
-    assert _conforms(client.delete("/match/delete", data={"filepath": names[1]}), "/match/delete", "delete")["status"] == "ok"
+    assert (
+        _conforms(client.delete("/match/delete", data={"filepath": names[1]}), "/match/delete", "delete")["status"]
+        == "ok"
+    )
     assert names[1] not in client.get("/match/list?limit=10000").get_json()["result"]
 
 
 def test_match_rejects_bad_input_with_a_message(client, stills):
     cases = [
         client.post("/match/add", data={"filepath": "x", "image": (io.BytesIO(b"not an image"), "x.png")}),
-        client.post("/match/add", data={"filepath": "x", "metadata": "{broken", "image": (io.BytesIO(_png(stills[0])), "x.png")}),
-        client.post("/match/add", data={"filepath": "x", "metadata": "[1, 2]", "image": (io.BytesIO(_png(stills[0])), "x.png")}),
+        client.post(
+            "/match/add", data={"filepath": "x", "metadata": "{broken", "image": (io.BytesIO(_png(stills[0])), "x.png")}
+        ),
+        client.post(
+            "/match/add", data={"filepath": "x", "metadata": "[1, 2]", "image": (io.BytesIO(_png(stills[0])), "x.png")}
+        ),
         client.post("/match/add", data={"image": (io.BytesIO(_png(stills[0])), "x.png")}),
         client.post("/match/search", data={}),
         client.post("/match/search", data={"image": (io.BytesIO(_png(stills[0])), "x.png"), "limit": "-4"}),

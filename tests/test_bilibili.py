@@ -47,8 +47,12 @@ def _settings(tmp_path, **bilibili):
 
 
 def _probe(path) -> list[str]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return sorted(s["codec_type"] for s in json.loads(out.stdout)["streams"])
 
 
@@ -63,7 +67,9 @@ def test_references_in_every_accepted_form():
 
 
 def test_queue_entries_are_checked(tmp_path):
-    settings = _settings(tmp_path, queue=["ss1", {"season": "ss2", "episodes": "1-3,5"}, {"season": "md3", "episodes": [1, 2]}])
+    settings = _settings(
+        tmp_path, queue=["ss1", {"season": "ss2", "episodes": "1-3,5"}, {"season": "md3", "episodes": [1, 2]}]
+    )
     entries = parse_queue(settings.bilibili.queue)
     assert [e.reference for e in entries] == ["ss1", "ss2", "md3"]
     for bad in ([42], [{"season": "ss1", "episodes": "one"}], [{"season": "ss1", "extra": 1}]):
@@ -72,8 +78,9 @@ def test_queue_entries_are_checked(tmp_path):
 
 
 def test_download_selected_episodes_with_metadata_then_skip_on_rerun(tmp_path, fake, caplog):
-    settings = _settings(tmp_path, queue=[{"season": "md28000001", "episodes": "1,3"},
-                                          "https://www.bilibili.com/bangumi/play/ep21"])
+    settings = _settings(
+        tmp_path, queue=[{"season": "md28000001", "episodes": "1,3"}, "https://www.bilibili.com/bangumi/play/ep21"]
+    )
     with caplog.at_level(logging.INFO):
         report = download_queue(settings, progress=False)
     assert report.seasons == 2 and report.downloaded == 3 and report.failed == 0, report.errors
@@ -82,7 +89,10 @@ def test_download_selected_episodes_with_metadata_then_skip_on_rerun(tmp_path, f
     assert _probe(show / "Fake Show - 01.mp4") == ["audio", "video"]
     metadata = json.loads((show / "series.json").read_text())
     assert metadata["title"] == "Fake Show" and metadata["intro"] == "About Fake Show."
-    assert metadata["titles"]["native"] == "Fake Show" and metadata["synonyms"] == ["Fake Show alias", "Fake Show another"]
+    assert metadata["titles"]["native"] == "Fake Show" and metadata["synonyms"] == [
+        "Fake Show alias",
+        "Fake Show another",
+    ]
     assert [e["number"] for e in metadata["episodes"]] == [1, 2, 3] and metadata["episodes"][0]["duration"] == 3.0
     store = connect(settings)
     assert store.catalogue.get_series("4001")["cover"].endswith("/4001.jpg")
@@ -112,8 +122,12 @@ def test_interrupted_download_resumes_with_a_range_request(tmp_path, fake, media
     assert len(media_requests) >= 2
     target = settings.library_path / "4001" / "Fake Show - 02.mp4"
     assert _probe(target) == ["audio", "video"]
-    assert subprocess.run(["ffmpeg", "-v", "error", "-i", str(target), "-f", "null", "-"],
-                          capture_output=True, text=True).stderr == ""  # decodes cleanly end to end
+    assert (
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(target), "-f", "null", "-"], capture_output=True, text=True
+        ).stderr
+        == ""
+    )  # decodes cleanly end to end
 
 
 @pytest.mark.slow
@@ -133,9 +147,16 @@ def test_errors_are_reported_and_the_queue_goes_on(tmp_path, fake, capsys):
     fake.api_codes["season:4002"] = [(-10403, "抱歉您所在地区不可观看！")]
     settings = _settings(tmp_path, queue=["ss999", "ss4002", "ss4001"], sessdata="")
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"library_dir": str(settings.library_path), "data_dir": str(settings.data_path),
-                                  "bilibili": {"queue": settings.bilibili.queue, "retries": 1},
-                                  "stores": {"host_idle_s": 3}}))
+    config.write_text(
+        json.dumps(
+            {
+                "library_dir": str(settings.library_path),
+                "data_dir": str(settings.data_path),
+                "bilibili": {"queue": settings.bilibili.queue, "retries": 1},
+                "stores": {"host_idle_s": 3},
+            }
+        )
+    )
     code = cli_main(["--config", str(config), "-q", "download-bilibili"])
     out = capsys.readouterr()
     assert code == 1 and "Traceback" not in out.err

@@ -21,8 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(args, cwd: Path, env_extra=None, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "ANIMEBACK_STORES__HOST_IDLE_S": "3", **(env_extra or {})}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def _stores_agree(workdir: Path) -> dict:
@@ -96,8 +103,11 @@ def test_process_search_and_bad_queries(tmp_path, library_template):
 
     (tmp_path / "text.jpg").write_text("not an image")
     (tmp_path / "empty.png").write_bytes(b"")
-    for path, message in [("text.jpg", "not an image AnimeBack can read"), ("empty.png", "the image is empty"),
-                          ("missing.png", "cannot read")]:
+    for path, message in [
+        ("text.jpg", "not an image AnimeBack can read"),
+        ("empty.png", "the image is empty"),
+        ("missing.png", "cannot read"),
+    ]:
         out = run_cli(["-q", "search", str(tmp_path / path)], tmp_path, env)
         assert out.returncode == 1
         assert out.stderr.strip().startswith(f"error: {tmp_path / path}: ") and message in out.stderr
@@ -106,9 +116,15 @@ def test_process_search_and_bad_queries(tmp_path, library_template):
 
 def _run_and_kill(workdir: Path, env: dict, rng: random.Random, after_line: str) -> None:
     """Start `process`, wait until it logs after_line, then kill -9 it after a random moment."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "process"], cwd=workdir, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "process"],
+        cwd=workdir,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     for line in proc.stderr:
         if after_line in line or time.monotonic() > deadline:

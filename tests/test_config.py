@@ -17,6 +17,7 @@ def test_default_config_is_written_once_and_documented(tmp_path):
     assert not write_default_config(path)
     assert json.loads(path.read_text()) == {"library_dir": "mine"}
     from animeback.config import PROJECT_ROOT
+
     doc = (PROJECT_ROOT / "config.md").read_text()
     for section, values in written.items():
         keys = [section] if not isinstance(values, dict) else [f"{section}.{k}" for k in values]
@@ -27,8 +28,7 @@ def test_default_config_is_written_once_and_documented(tmp_path):
 def test_environment_overrides_nested_keys(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"media": {"sample_fps": 3}}))
-    env = {"ANIMEBACK_MEDIA__PREVIEW": "false", "ANIMEBACK_SEARCH__MAX_RESULTS": "5",
-           "ANIMEBACK_DATA_DIR": "elsewhere"}
+    env = {"ANIMEBACK_MEDIA__PREVIEW": "false", "ANIMEBACK_SEARCH__MAX_RESULTS": "5", "ANIMEBACK_DATA_DIR": "elsewhere"}
     settings = load_settings(path, env)
     assert settings.media.sample_fps == 3.0 and settings.media.preview is False
     assert settings.search.max_results == 5
@@ -42,15 +42,18 @@ def test_config_path_from_environment(tmp_path):
     assert settings.library_path == tmp_path / "videos"
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"media": {"sample_fps": 0}}', "'media.sample_fps' must be between 0.1 and 30.0"),
-    ('{"media": {"sampel_fps": 2}}', "unknown config key 'media.sampel_fps' (did you mean 'media.sample_fps'?)"),
-    ('{"media": {"preview": "maybe"}}', "'media.preview' must be bool"),
-    ('{"media": 3}', "'media' must be an object"),
-    ('{"log_level": "LOUD"}', "'log_level' must be one of"),
-    ('{"library_dir": ', "is not valid JSON"),
-    ('[1, 2]', "must hold a JSON object"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"media": {"sample_fps": 0}}', "'media.sample_fps' must be between 0.1 and 30.0"),
+        ('{"media": {"sampel_fps": 2}}', "unknown config key 'media.sampel_fps' (did you mean 'media.sample_fps'?)"),
+        ('{"media": {"preview": "maybe"}}', "'media.preview' must be bool"),
+        ('{"media": 3}', "'media' must be an object"),
+        ('{"log_level": "LOUD"}', "'log_level' must be one of"),
+        ('{"library_dir": ', "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+    ],
+)
 def test_bad_config_values_are_named(tmp_path, content, message):
     path = tmp_path / "config.json"
     path.write_text(content)

@@ -13,8 +13,10 @@ from tests.pictures import LIMITS, encode
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (no pixel data worth decoding)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -26,12 +28,15 @@ def test_formats_decode_to_rgb(fmt):
     assert rgb.shape == (40, 60, 3) and rgb.dtype == np.uint8
 
 
-@pytest.mark.parametrize("data,error,message", [
-    (b"", BadImageError, "the image is empty"),
-    (b"hello, this is text", BadImageError, "not an image"),
-    (_png_header_only(1, 1), BadImageError, "1x1 pixels; at least 16 px"),
-    (_png_header_only(20000, 20000), ImageTooLargeError, "20000x20000 pixels; the limit"),
-])
+@pytest.mark.parametrize(
+    "data,error,message",
+    [
+        (b"", BadImageError, "the image is empty"),
+        (b"hello, this is text", BadImageError, "not an image"),
+        (_png_header_only(1, 1), BadImageError, "1x1 pixels; at least 16 px"),
+        (_png_header_only(20000, 20000), ImageTooLargeError, "20000x20000 pixels; the limit"),
+    ],
+)
 def test_bad_queries_get_clear_errors(data, error, message):
     with pytest.raises(error) as err:
         decode_query_image(data, **LIMITS)

@@ -74,8 +74,21 @@ def servers():
 
 
 def test_non_public_addresses_are_refused():
-    for address in ("127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-                    "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "224.0.0.1", "255.255.255.255"):
+    for address in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+    ):
         assert not address_allowed(address, []), address
     assert address_allowed("93.184.216.34", []) and address_allowed("2606:4700::1111", [])
     assert address_allowed("10.1.2.3", ["10.1.2.0/24"]) and not address_allowed("10.1.3.3", ["10.1.2.0/24"])
@@ -84,11 +97,22 @@ def test_non_public_addresses_are_refused():
 def test_internal_targets_are_refused_before_any_connection(servers):
     _Handler.hits.clear()
     port = servers["internal"].rsplit(":", 1)[1]
-    for url in (f"{servers['internal']}/img.png", f"http://localhost:{port}/img.png", f"http://[::1]:{port}/img.png",
-                f"http://2130706433:{port}/img.png", f"http://0x7f000001:{port}/img.png",
-                f"http://[::ffff:127.0.0.1]:{port}/img.png", "http://169.254.169.254/latest/meta-data/",
-                "file:///etc/passwd", "ftp://127.0.0.1/x.png", "gopher://127.0.0.1:70/", "http://user:pw@example.com/",
-                "not a url", "http://", "http://[::1/"):
+    for url in (
+        f"{servers['internal']}/img.png",
+        f"http://localhost:{port}/img.png",
+        f"http://[::1]:{port}/img.png",
+        f"http://2130706433:{port}/img.png",
+        f"http://0x7f000001:{port}/img.png",
+        f"http://[::ffff:127.0.0.1]:{port}/img.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/x.png",
+        "gopher://127.0.0.1:70/",
+        "http://user:pw@example.com/",
+        "not a url",
+        "http://",
+        "http://[::1/",
+    ):
         with pytest.raises(FetchError):
             fetch_image(url, 10_000_000, 5.0, [])
     assert _Handler.hits == []  # nothing internal was ever contacted

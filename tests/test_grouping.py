@@ -13,7 +13,7 @@ def hit(i, episode, t, sim, span=1.0):
 
 def test_a_still_shot_stored_as_several_frames_is_one_scene_covering_it():
     hits = [hit(i, 1, 10.0 + i, 0.99 - 0.001 * (i % 3)) for i in range(12)]  # 10..22 s, all as good
-    (best, lo, hi), = group_hits(hits, gap=5.0, tolerance=0.02, limit=10)
+    ((best, lo, hi),) = group_hits(hits, gap=5.0, tolerance=0.02, limit=10)
     assert (lo, hi) == (10.0, 22.0) and lo <= best.time <= hi
 
 
@@ -45,8 +45,8 @@ def test_at_equal_scores_a_whole_frame_beats_another_frames_half():
 
 def test_the_moment_of_a_still_shot_is_its_middle_frame_not_its_first():
     hits = [hit(i, 1, 10.0 + i, 0.990 + 0.001 * (i == 0)) for i in range(7)]  # 10..16 s, all but tied
-    (best, lo, hi), = group_hits(hits, gap=5.0, tolerance=0.02, limit=10)
+    ((best, lo, hi),) = group_hits(hits, gap=5.0, tolerance=0.02, limit=10)
     assert best.time == 10.0 and moment(best, lo, hi, hits, tie=0.005) == 13.0
     moving = [hit(1, 1, 10.0, 0.99), hit(2, 1, 11.0, 0.95), hit(3, 1, 12.0, 0.94)]  # a clear best frame
-    (best, lo, hi), = group_hits(moving, gap=5.0, tolerance=0.02, limit=10)
+    ((best, lo, hi),) = group_hits(moving, gap=5.0, tolerance=0.02, limit=10)
     assert moment(best, lo, hi, moving, tie=0.005) == 10.0

@@ -149,8 +149,9 @@ def test_only_what_the_typed_clients_declare_can_be_called(tmp_path):
     catalogue_methods = {n for n, m in vars(Catalogue).items() if inspect.isfunction(m) and not n.startswith("_")}
     assert exposed_methods(RemoteCatalogue) == catalogue_methods - {"close"}
     for name in exposed_methods(RemoteCatalogue):  # same parameters, so an editor and mypy see the real interface
-        assert (list(inspect.signature(getattr(RemoteCatalogue, name)).parameters)
-                == list(inspect.signature(getattr(Catalogue, name)).parameters)), name
+        assert list(inspect.signature(getattr(RemoteCatalogue, name)).parameters) == list(
+            inspect.signature(getattr(Catalogue, name)).parameters
+        ), name
     assert exposed_methods(RemoteCounters) == {"add", "get"} <= set(vars(Counters))
     store = connect(_settings(tmp_path))
     try:

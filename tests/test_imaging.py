@@ -8,11 +8,14 @@ from animeback.query.decode import decode_query_image
 from tests.pictures import LIMITS, cartoon, encode, noise_picture
 
 
-@pytest.mark.parametrize("pad,expected", [
-    (((30, 30), (0, 0)), Box(0, 30, 320, 180)),      # letterbox
-    (((0, 0), (40, 40)), Box(40, 0, 320, 180)),      # pillarbox
-    (((20, 25), (35, 15)), Box(35, 20, 320, 180)),   # windowbox, uneven
-])
+@pytest.mark.parametrize(
+    "pad,expected",
+    [
+        (((30, 30), (0, 0)), Box(0, 30, 320, 180)),  # letterbox
+        (((0, 0), (40, 40)), Box(40, 0, 320, 180)),  # pillarbox
+        (((20, 25), (35, 15)), Box(35, 20, 320, 180)),  # windowbox, uneven
+    ],
+)
 def test_content_box_finds_the_picture(pad, expected):
     framed = np.pad(noise_picture(180, 320), pad + ((0, 0),))
     # JPEG noise in the bars must not hide them (q30 ringing from noise content reaches 3-4 px into a bar)
@@ -33,7 +36,9 @@ def test_uninformative_pictures_are_recognised():
     black = np.zeros((180, 320, 3), np.uint8)
     card = black.copy()
     card[88:91, 150:162] = 255  # a speck of light on black (a star, a logo dot)
-    fade = np.full((180, 320, 3), 128, np.uint8) + np.random.default_rng(1).integers(0, 4, (180, 320, 3), dtype=np.uint8)
+    fade = np.full((180, 320, 3), 128, np.uint8) + np.random.default_rng(1).integers(
+        0, 4, (180, 320, 3), dtype=np.uint8
+    )
     for blank in (black, card, fade, np.full((90, 160, 3), 255, np.uint8)):
         assert is_uninformative(blank)
     assert not is_uninformative(cartoon(180, 320)) and not is_uninformative(noise_picture(180, 320))

@@ -21,8 +21,7 @@ ALLOWED = {
     "training": {"errors", "config", "imaging", "model", "stores", "index", "ingest"},
     "sources": {"errors", "config", "stores", "index", "ingest"},
     "web": {"errors", "config", "imaging", "model", "stores", "index", "query"},
-    "cli": {"errors", "config", "imaging", "model", "stores", "index", "ingest", "query", "training", "sources",
-            "web"},
+    "cli": {"errors", "config", "imaging", "model", "stores", "index", "ingest", "query", "training", "sources", "web"},
 }
 
 
@@ -73,9 +72,14 @@ def test_every_part_of_the_package_is_placed_in_a_stage():
 
 
 def test_imports_run_down_the_stages_only():
-    wrong = sorted(f"{module} imports {target}" for module, targets in _graph().items() for target in targets
-                   if _part(module) != _part(target) and _part(module) in ALLOWED
-                   and _part(target) not in ALLOWED[_part(module)] | {"__init__"})
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        for target in targets
+        if _part(module) != _part(target)
+        and _part(module) in ALLOWED
+        and _part(target) not in ALLOWED[_part(module)] | {"__init__"}
+    )
     assert wrong == []
 
 
@@ -88,7 +92,7 @@ def test_no_modules_import_each_other_in_a_cycle():
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path else nxt)
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]) if nxt in path else nxt)
             elif nxt not in state:
                 visit(nxt, [*path, nxt])
         state[node] = 2

@@ -47,21 +47,36 @@ class Live:
         self.library = Path(shutil.copytree(library_template, tmp / "library"))
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        config = {"library_dir": str(self.library), "data_dir": str(tmp / "data"), "log_level": "WARNING",
-                  "server": {"fetch_allow_networks": ["127.0.0.2/32"]}, "stores": {"host_idle_s": 5}}
+        config = {
+            "library_dir": str(self.library),
+            "data_dir": str(tmp / "data"),
+            "log_level": "WARNING",
+            "server": {"fetch_allow_networks": ["127.0.0.2/32"]},
+            "stores": {"host_idle_s": 5},
+        }
         (tmp / "config.json").write_text(json.dumps(config))
         self.env = {**os.environ, "ANIMEBACK_CONFIG": str(tmp / "config.json"), "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.server = None
 
     def run(self, *args) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(ROOT / "run.py"), "-q", *args], env=self.env, cwd=self.tmp,
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), "-q", *args],
+            env=self.env,
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     def start(self, workers: int = 2) -> None:
         self.log = open(self.tmp / "gunicorn.log", "wb")  # noqa: SIM115 - the server's log, closed in stop()
-        self.server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-b",
-                                        f"127.0.0.1:{self.port}", "app:flask_app"],
-                                       cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "app:flask_app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             assert self.server.poll() is None, (self.tmp / "gunicorn.log").read_text()[-3000:]
@@ -142,8 +157,14 @@ def test_indexing_while_serving_is_visible_without_restart(live):
     at = round(start + (end - start) * 0.6, 2)
     shot = grab_frame(new, at, live.tmp / "new-shot.png").read_bytes()
     answers = []
-    indexer = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-q", "process"], env=live.env, cwd=live.tmp,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    indexer = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "-q", "process"],
+        env=live.env,
+        cwd=live.tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while indexer.poll() is None:  # searches keep being answered while the index is written
         answers.append(_post(live, "/search", shot, "image/png")[0])
     assert indexer.returncode == 0, indexer.stderr
@@ -171,12 +192,19 @@ def test_malformed_requests_never_yield_500(live):
     png = shot.read_bytes()
     boundary = "XyZ"
     cases = [
-        ("/search", b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + png[:50],
-         f"multipart/form-data; boundary={boundary}"),  # truncated multipart
+        (
+            "/search",
+            b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n' + png[:50],
+            f"multipart/form-data; boundary={boundary}",
+        ),  # truncated multipart
         ("/search", b"garbage", "multipart/form-data"),  # no boundary
         ("/search", png[: len(png) // 3], "image/png"),  # truncated image
         ("/search", b"GIF89a" + b"\xff" * 20, "image/gif"),
-        ("/search", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01\x00\x00\x00\x01\x00\x00\x08\x02\x00\x00\x00", "image/png"),
+        (
+            "/search",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01\x00\x00\x00\x01\x00\x00\x08\x02\x00\x00\x00",
+            "image/png",
+        ),
         ("/search", b'{"vector": [1, 2, 3]}', "application/json"),
         ("/search", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
         ("/search?anilistID=" + "9" * 5000, png, "image/png"),
@@ -200,7 +228,7 @@ def test_malformed_requests_never_yield_500(live):
     connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=30)
     connection.putrequest("POST", "/search")
     connection.putheader("Content-Type", "image/png")
-    connection.putheader("Content-Length", str(10 * 1024 ** 3))
+    connection.putheader("Content-Length", str(10 * 1024**3))
     connection.endheaders()
     response = connection.getresponse()
     assert response.status == 413 and "too large" in json.loads(response.read())["error"]
@@ -227,8 +255,11 @@ def test_website_in_headless_chromium(live):
         assert "Show One" in first.locator(".title").inner_text()
         where = first.locator(".where").inner_text()
         assert "Episode 1" in where and f"{int(at) // 60:02d}:" in where
-        page.wait_for_function("""() => { const v = document.querySelector('.result video');
-            return v && v.readyState >= 2 && !v.paused && v.currentTime > 0; }""", timeout=60_000)
+        page.wait_for_function(
+            """() => { const v = document.querySelector('.result video');
+            return v && v.readyState >= 2 && !v.paused && v.currentTime > 0; }""",
+            timeout=60_000,
+        )
         uploaded = page.evaluate("document.getElementById('query').naturalWidth")
         assert 0 < uploaded <= 640  # shrunk in the browser before upload
 
@@ -257,8 +288,9 @@ def _multipart(fields: dict) -> tuple[bytes, str]:
 
 def test_match_api_previews_and_openapi_over_http(live):
     shot, _ = _shot(live, 1)
-    body, content_type = _multipart({"filepath": "live/visual.png", "metadata": '{"from": "live"}',
-                                     "image": ("visual.png", shot.read_bytes())})
+    body, content_type = _multipart(
+        {"filepath": "live/visual.png", "metadata": '{"from": "live"}', "image": ("visual.png", shot.read_bytes())}
+    )
     status, data = _post(live, "/match/add", body, content_type)
     assert status == 200 and json.loads(data)["status"] == "ok"
     body, content_type = _multipart({"image": ("q.png", shot.read_bytes()), "limit": "1"})

@@ -43,8 +43,11 @@ def test_dedupe_keeps_contiguous_spans_and_collapses_the_static_shot(library_tem
     assert sum(1 for k in kept if k.start > static_start + 0.3) == 0  # the held frame is stored once
     assert dedupe.kept == len(kept) < dedupe.sampled == 80
     # With spans capped at 1 s, the still shot is stored about once a second, no more.
-    capped = list(Deduplicator(max_span_s=1.0).filter(FrameSampler(OpenedVideo(video, info, None), 4.0, MediaSettings()),
-                                                      info.duration))
+    capped = list(
+        Deduplicator(max_span_s=1.0).filter(
+            FrameSampler(OpenedVideo(video, info, None), 4.0, MediaSettings()), info.duration
+        )
+    )
     still = [k for k in capped if k.start > static_start + 0.3]
     assert all(k.end - k.start <= 1.0 + 1e-6 for k in capped)
     assert len(still) <= int(20.0 - static_start) + 1
@@ -53,17 +56,21 @@ def test_dedupe_keeps_contiguous_spans_and_collapses_the_static_shot(library_tem
 def test_burnt_in_letterbox_is_detected(tmp_path):
     plain = make_episode(tmp_path / "plain.mp4", seed=9, duration=12)
     video = tmp_path / "boxed.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(plain), "-vf", "pad=320:240:0:30:black", "-g", "24",
-                    str(video)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(plain), "-vf", "pad=320:240:0:30:black", "-g", "24", str(video)], check=True
+    )
     box = detect_borders(video, probe(video))
     assert box is not None and (box.x, box.w) == (0, 320) and abs(box.y - 30) <= 2 and abs(box.h - 180) <= 4
     assert open_video(video, MediaSettings()).crop == box  # the one helper every reader of videos uses
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "the file is empty (0 bytes)"),
-    (b"not a video at all", "not a readable video"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "the file is empty (0 bytes)"),
+        (b"not a video at all", "not a readable video"),
+    ],
+)
 def test_probe_errors(tmp_path, content, message):
     path = tmp_path / "bad.mp4"
     path.write_bytes(content)
@@ -85,8 +92,10 @@ def test_unreadable_file_is_reported():
     folder.chmod(0o755)
     path = make_episode(folder / "secret.mp4", seed=5, duration=2)
     path.chmod(0)
-    code = ("import sys; from pathlib import Path; from animeback.ingest.media import probe\n"
-            "try:\n    probe(Path(sys.argv[1]))\nexcept Exception as e:\n    print(e)\n")
+    code = (
+        "import sys; from pathlib import Path; from animeback.ingest.media import probe\n"
+        "try:\n    probe(Path(sys.argv[1]))\nexcept Exception as e:\n    print(e)\n"
+    )
     cmd = [sys.executable, "-c", code, str(path)]
     if os.geteuid() == 0:  # root reads anything: check as an unprivileged user instead
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd

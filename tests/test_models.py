@@ -45,8 +45,9 @@ def test_a_different_model_is_refused_until_reindexed(library, tmp_path, embedde
         with pytest.raises(IndexMismatchError, match="process --reindex"):
             process_library(index, progress=False)
         with pytest.raises(IndexMismatchError):
-            Searcher(index).search_bytes(grab_frame(library / "101" / LIBRARY[0][1], 2.0,
-                                                    tmp_path / "q.png").read_bytes())
+            Searcher(index).search_bytes(
+                grab_frame(library / "101" / LIBRARY[0][1], 2.0, tmp_path / "q.png").read_bytes()
+            )
         report = process_library(index, reindex=True, progress=False)
         assert report.indexed == len(LIBRARY) and index.indexed_model() == other_embedder.model_name
         assert index.vectors.count() == index.catalogue.count_frames()
@@ -71,7 +72,7 @@ def test_half_frame_entries_find_a_half_screenshot_and_need_a_reindex(library, t
         with pytest.raises(IndexMismatchError, match=r"\+halves.*process --reindex"):
             process_library(index, progress=False)
         report = process_library(index, reindex=True, progress=False)
-        record, = index.catalogue.episodes()
+        (record,) = index.catalogue.episodes()
         assert record.vectors == 5 * record.frames_kept == report.vectors_written > 0
         assert index.vectors.count() == index.catalogue.count_frames() == record.vectors
         for half, before in zip(halves(shot), plain):

@@ -74,8 +74,9 @@ def test_letterboxed_query_finds_the_frame(indexed, library_template, tmp_path):
     index, _ = indexed
     series, name, seed, duration = LIBRARY[0]
     at = _query_times(seed, duration)[1]
-    shot = grab_frame(library_template / series / name, at, tmp_path / "boxed.png",
-                      vf="scale=320:180,pad=320:240:0:30:black")
+    shot = grab_frame(
+        library_template / series / name, at, tmp_path / "boxed.png", vf="scale=320:180,pad=320:240:0:30:black"
+    )
     outcome = Searcher(index).search_bytes(shot.read_bytes(), cut_borders=True)
     assert outcome.box is not None and outcome.box.h in range(178, 183)
     assert outcome.matches[0].filename == name
@@ -89,8 +90,20 @@ def test_series_filter_and_result_shape(indexed, library_template, tmp_path):
     outcome = Searcher(index).search_bytes(shot.read_bytes(), series="101")
     assert outcome.matches and all(m.series_id == "101" for m in outcome.matches)
     result = trace_moe_result(Searcher(index).search_bytes(shot.read_bytes()).matches[0])
-    assert set(result) == {"anilist", "filename", "episode", "episode_start", "episode_end", "duration", "from",
-                           "at", "to", "similarity", "video", "image"}
+    assert set(result) == {
+        "anilist",
+        "filename",
+        "episode",
+        "episode_start",
+        "episode_end",
+        "duration",
+        "from",
+        "at",
+        "to",
+        "similarity",
+        "video",
+        "image",
+    }
     assert result["anilist"] == 202 and result["episode"] == 3 and result["from"] <= result["at"] <= result["to"]
 
 
@@ -152,14 +165,34 @@ def test_a_video_with_more_samples_than_frame_ids_hold_fails_with_a_clear_messag
     library = tmp_path / "library"
     (library / "101").mkdir(parents=True)
     # Five hours at one picture per 10 s: 540,000 samples at 30 fps, more than an episode's 2^19 frame ids.
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=blue:s=32x32:r=0.1", "-t", "18000",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                    str(library / "101" / "marathon 01.mp4")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=blue:s=32x32:r=0.1",
+            "-t",
+            "18000",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(library / "101" / "marathon 01.mp4"),
+        ],
+        check=True,
+    )
     with Index(make_settings(tmp_path, library, media={"sample_fps": 30.0}), embedder) as index:
         report = process_library(index, progress=False)
         assert (report.indexed, report.failed) == (0, 1)
-        assert "marathon 01.mp4: too long to index (18000 s at media.sample_fps 30 is more than 524288 samples)" \
+        assert (
+            "marathon 01.mp4: too long to index (18000 s at media.sample_fps 30 is more than 524288 samples)"
             in "\n".join(report.errors)
+        )
         _consistent(index)
 
 
@@ -175,9 +208,21 @@ def test_process_repairs_milvus_from_the_frame_map(library, tmp_path, embedder):
         assert len(ids) == damaged.vectors > 4
         index.vectors.client.delete(index.vectors.collection, ids=ids[: len(ids) // 2])
         stray = index.vectors.search(embedder.embed(np.zeros((1, 224, 224, 3), np.uint8)), 1)[0][0]
-        index.vectors.insert([FrameRow(frame_id(9999, 0), 9999, "999", 0.0, 0.0, 1.0,
-                                       index.vectors.client.get(index.vectors.collection, ids=[stray.id],
-                                                                output_fields=["vector"])[0]["vector"])])
+        index.vectors.insert(
+            [
+                FrameRow(
+                    frame_id(9999, 0),
+                    9999,
+                    "999",
+                    0.0,
+                    0.0,
+                    1.0,
+                    index.vectors.client.get(index.vectors.collection, ids=[stray.id], output_fields=["vector"])[0][
+                        "vector"
+                    ],
+                )
+            ]
+        )
         index.vectors.flush()
         report = process_library(index, progress=False)
         assert (report.verified_missing, report.orphans_deleted, report.indexed) == (1, 1, 1)

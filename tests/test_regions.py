@@ -13,10 +13,10 @@ def _in_player(picture: np.ndarray, desktop, x: int = 300, y: int = 150) -> np.n
     """A desktop screenshot (JPEG) with the picture in a player window at x, y."""
     h, w = picture.shape[:2]
     screen = np.full((800, 1280, 3), desktop, np.uint8)
-    screen[y - 30:y, x:x + w] = (225, 225, 228)           # title bar
-    screen[y:y + h, x:x + w] = picture
-    screen[y + h:y + h + 44, x:x + w] = (24, 24, 24)       # control bar
-    screen[y + h + 8:y + h + 12, x + 10:x + w // 2] = (230, 60, 60)  # progress
+    screen[y - 30 : y, x : x + w] = (225, 225, 228)  # title bar
+    screen[y : y + h, x : x + w] = picture
+    screen[y + h : y + h + 44, x : x + w] = (24, 24, 24)  # control bar
+    screen[y + h + 8 : y + h + 12, x + 10 : x + w // 2] = (230, 60, 60)  # progress
     return decode_query_image(encode(screen, "JPEG", quality=85), **LIMITS)
 
 
@@ -48,8 +48,13 @@ def _photographed(picture: np.ndarray, corners: np.ndarray, size=(1024, 736)) ->
 
     h, w = picture.shape[:2]
     source = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    photo = cv2.warpPerspective(picture, cv2.getPerspectiveTransform(source, np.float32(corners)), size,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(18, 18, 22))
+    photo = cv2.warpPerspective(
+        picture,
+        cv2.getPerspectiveTransform(source, np.float32(corners)),
+        size,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(18, 18, 22),
+    )
     noisy = photo + np.random.default_rng(2).normal(0, 4, photo.shape)
     return decode_query_image(encode(np.clip(noisy, 0, 255).astype(np.uint8), "JPEG", quality=70), **LIMITS)
 
@@ -64,8 +69,15 @@ def test_find_screen_finds_a_picture_seen_at_an_angle_and_undoes_the_perspective
 
     # Undoing the perspective brings back the picture: closer to it than the skewed box around it.
     def error(image):
-        return float(np.mean(np.abs(cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(int)
-                                    - cv2.resize(picture, (64, 36), interpolation=cv2.INTER_AREA).astype(int))))
+        return float(
+            np.mean(
+                np.abs(
+                    cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(int)
+                    - cv2.resize(picture, (64, 36), interpolation=cv2.INTER_AREA).astype(int)
+                )
+            )
+        )
+
     skewed = bounding_box(found, (736, 1024)).crop(_photographed(picture, corners))
     assert error(straightened) < 0.6 * error(skewed)
 

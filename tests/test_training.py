@@ -31,8 +31,13 @@ TINY = ["--rounds", "3", "--views", "3", "--fps", "4"]
 
 
 def _run_py(config: Path, *args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--config", str(config), "-q", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "--config", str(config), "-q", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +84,11 @@ def test_train_resumes_and_writes_a_versioned_model(trained):
 def test_train_refuses_bad_input(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"library_dir": str(tmp_path / "empty")}))
-    for args, message in ((["--rounds", "0"], "--rounds must be positive"),
-                          ([], "no videos to train on"),
-                          (["--videos", str(tmp_path / "nowhere")], "not a folder of videos")):
+    for args, message in (
+        (["--rounds", "0"], "--rounds must be positive"),
+        ([], "no videos to train on"),
+        (["--videos", str(tmp_path / "nowhere")], "not a folder of videos"),
+    ):
         proc = _run_py(config, "train", *args)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 1 and message in err and "Traceback" not in err

@@ -37,19 +37,35 @@ def client(indexed):
 def test_search_by_multipart_under_any_field_name_and_by_raw_body(client, indexed, tmp_path):
     index, _ = indexed
     image, at = _frame(index.settings.library_path, tmp_path)
-    for response in (client.post("/search", data={"file": (io.BytesIO(image), "shot.jpg")}),
-                     client.post("/search", data={"image": (io.BytesIO(image), "shot.jpg")}),
-                     client.post("/search", data=image, content_type="image/jpeg"),
-                     client.post("/search", data=image, content_type="application/octet-stream")):
+    for response in (
+        client.post("/search", data={"file": (io.BytesIO(image), "shot.jpg")}),
+        client.post("/search", data={"image": (io.BytesIO(image), "shot.jpg")}),
+        client.post("/search", data=image, content_type="image/jpeg"),
+        client.post("/search", data=image, content_type="application/octet-stream"),
+    ):
         assert response.status_code == 200, response.get_json()
         body = response.get_json()
         assert body["error"] == "" and body["frameCount"] > 0
         best = body["result"][0]
         assert best["anilist"] == 101 and best["filename"] == LIBRARY[0][1] and best["episode"] == 1
         assert best["from"] <= at + 1.0 and best["to"] >= at - 1.0 and abs(best["at"] - at) <= 1.5
-        assert set(best) == {"anilist", "filename", "episode", "episode_start", "episode_end", "duration", "from",
-                             "at", "to", "similarity", "video", "image"}
-        assert best["video"].startswith("http://localhost/video/") and best["image"].startswith("http://localhost/image/")
+        assert set(best) == {
+            "anilist",
+            "filename",
+            "episode",
+            "episode_start",
+            "episode_end",
+            "duration",
+            "from",
+            "at",
+            "to",
+            "similarity",
+            "video",
+            "image",
+        }
+        assert best["video"].startswith("http://localhost/video/") and best["image"].startswith(
+            "http://localhost/image/"
+        )
 
 
 def test_a_frame_inside_a_player_window_is_found_and_its_region_returned(client, indexed, tmp_path):
@@ -57,9 +73,9 @@ def test_a_frame_inside_a_player_window_is_found_and_its_region_returned(client,
     image, at = _frame(index.settings.library_path, tmp_path, at=2.39, suffix=".png")  # a detailed scene
     picture = np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((640, 360), Image.LANCZOS))
     screen = np.full((800, 1280, 3), (52, 54, 66), np.uint8)  # a desktop
-    screen[120:150, 400:1040] = (225, 225, 228)                # the player's title bar
+    screen[120:150, 400:1040] = (225, 225, 228)  # the player's title bar
     screen[150:510, 400:1040] = picture
-    screen[510:554, 400:1040] = (24, 24, 24)                   # its control bar
+    screen[510:554, 400:1040] = (24, 24, 24)  # its control bar
     buf = io.BytesIO()
     Image.fromarray(screen).save(buf, "PNG")
     plain = client.post("/search", data=buf.getvalue(), content_type="image/png").get_json()
@@ -145,8 +161,21 @@ def test_me_reports_caller_and_usage(client, indexed, tmp_path):
 def _ffprobe_duration(data: bytes, tmp_path) -> tuple[float, str]:
     path = tmp_path / "clip.mp4"
     path.write_bytes(data)
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type,width",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_type,width",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     info = json.loads(out.stdout)
     return float(info["format"]["duration"]), info["streams"]
 
@@ -195,8 +224,13 @@ def test_status_describes_the_index(client):
 
 def test_api_keys_quota_concurrency_and_rate_limit(indexed, tmp_path):
     index, _ = indexed
-    settings = updated(index.settings, api={"keys": {"k-alice": {"id": "alice", "priority": 2, "concurrency": 1,
-                                                                 "quota": 1}}, "rate_limit_per_minute": 3})
+    settings = updated(
+        index.settings,
+        api={
+            "keys": {"k-alice": {"id": "alice", "priority": 2, "concurrency": 1, "quota": 1}},
+            "rate_limit_per_minute": 3,
+        },
+    )
     client = create_app(settings, warm=False, index=index).test_client()
     image, _ = _frame(index.settings.library_path, tmp_path)
     alice = {"x-trace-key": "k-alice"}
@@ -215,8 +249,9 @@ def test_api_keys_quota_concurrency_and_rate_limit(indexed, tmp_path):
 
 def test_busy_queue_and_concurrency_limits_answer_503_and_402(indexed, tmp_path):
     index, _ = indexed
-    settings = updated(index.settings, api={"keys": {"k-bob": {"id": "bob", "concurrency": 1}}},
-                       server={"max_search_queue": 1})
+    settings = updated(
+        index.settings, api={"keys": {"k-bob": {"id": "bob", "concurrency": 1}}}, server={"max_search_queue": 1}
+    )
     app = create_app(settings, warm=False, index=index)
     services = app.extensions["animeback"]
     client = app.test_client()

@@ -59,8 +59,7 @@ class Deduplicator:
             return False  # a span never grows past max_span_s, so a drifting shot keeps a frame that often
         if (last_value ^ value).bit_count() <= self.max_distance:
             return True  # like the frame being shown: extends its span, whatever its age
-        return any(time - t <= self.max_age_s and (v ^ value).bit_count() <= self.max_distance
-                   for t, v in self._recent)
+        return any(time - t <= self.max_age_s and (v ^ value).bit_count() <= self.max_distance for t, v in self._recent)
 
     def filter(self, frames: Iterable[Frame], end_time: float) -> Iterator[KeptFrame]:
         """Yield kept frames with closed spans; the last one's span ends at end_time."""

@@ -57,10 +57,12 @@ class ProcessReport:
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"indexed {self.indexed} episode(s) ({self.video_seconds / 60:.1f} min of video), "
-                f"skipped {self.skipped} unchanged, removed {self.removed}, failed {self.failed}; "
-                f"frames sampled {self.frames_sampled}, kept {self.frames_kept}, vectors written "
-                f"{self.vectors_written}; wall time {self.wall_seconds:.1f} s")
+        return (
+            f"indexed {self.indexed} episode(s) ({self.video_seconds / 60:.1f} min of video), "
+            f"skipped {self.skipped} unchanged, removed {self.removed}, failed {self.failed}; "
+            f"frames sampled {self.frames_sampled}, kept {self.frames_kept}, vectors written "
+            f"{self.vectors_written}; wall time {self.wall_seconds:.1f} s"
+        )
 
 
 def _remove_episode(index: Index, record: EpisodeRecord) -> None:
@@ -123,10 +125,14 @@ class EpisodeIndexer:
         if self.settings.features.half_frames:
             # A half is stretched to the CNN's square input as a screenshot of that half would be; frames are
             # sampled at twice the CNN's size for this, so that a half keeps the detail such a screenshot has.
-            views += [(k, region, to_model_input(half)) for k in kept for region, half in enumerate(halves(k.pixels), 1)]
+            views += [
+                (k, region, to_model_input(half)) for k in kept for region, half in enumerate(halves(k.pixels), 1)
+            ]
         vectors = self.index.embedder.embed(np.stack([pixels for _, _, pixels in views]))
-        rows = [FrameRow(frame_id(record.id, k.index, region), record.id, record.series_id, k.time, k.start, k.end, v)
-                for (k, region, _), v in zip(views, vectors)]
+        rows = [
+            FrameRow(frame_id(record.id, k.index, region), record.id, record.series_id, k.time, k.start, k.end, v)
+            for (k, region, _), v in zip(views, vectors)
+        ]
         self.index.vectors.insert(rows)
         self.index.catalogue.put_frames([(r.id, r.episode, r.time, r.start, r.end) for r in rows])
         return len(rows)
@@ -138,13 +144,27 @@ class EpisodeIndexer:
         video = open_video(file.path, s.media)
         info, crop = video.info, video.crop
         if info.duration * s.media.sample_fps >= MAX_SAMPLES:
-            raise MediaError(f"{file.path}: too long to index ({info.duration:.0f} s at media.sample_fps "
-                             f"{s.media.sample_fps:g} is more than {MAX_SAMPLES} samples)")
-        record = EpisodeRecord(id=catalogue.new_episode_id(), series_id=file.series_id, relpath=file.relpath,
-                               status=EpisodeStatus.INDEXING, size=file.size, mtime_ns=file.mtime_ns,
-                               content_hash=digest, episode=file.episode, duration=info.duration, fps=info.fps,
-                               width=info.width, height=info.height, crop=crop.as_list() if crop else None,
-                               model=self.index.model_name, sample_fps=s.media.sample_fps)
+            raise MediaError(
+                f"{file.path}: too long to index ({info.duration:.0f} s at media.sample_fps "
+                f"{s.media.sample_fps:g} is more than {MAX_SAMPLES} samples)"
+            )
+        record = EpisodeRecord(
+            id=catalogue.new_episode_id(),
+            series_id=file.series_id,
+            relpath=file.relpath,
+            status=EpisodeStatus.INDEXING,
+            size=file.size,
+            mtime_ns=file.mtime_ns,
+            content_hash=digest,
+            episode=file.episode,
+            duration=info.duration,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            crop=crop.as_list() if crop else None,
+            model=self.index.model_name,
+            sample_fps=s.media.sample_fps,
+        )
         catalogue.put_episode(record)
         preview_rel = f"{PREVIEW_DIR}/{record.id}.mp4" if s.media.preview else None
         preview_tmp = s.data_path / f"{preview_rel}.part" if preview_rel else None
@@ -155,8 +175,14 @@ class EpisodeIndexer:
         dedupe = Deduplicator.from_settings(s.dedupe)
         batch: list[KeptFrame] = []
         written = 0
-        bar = tqdm(total=info.duration, unit="s", desc=file.relpath[-40:], disable=not self.progress,
-                   leave=False, bar_format="{desc} {bar} {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}")
+        bar = tqdm(
+            total=info.duration,
+            unit="s",
+            desc=file.relpath[-40:],
+            disable=not self.progress,
+            leave=False,
+            bar_format="{desc} {bar} {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}",
+        )
         try:
             for kept in dedupe.filter(sampler, info.duration):
                 batch.append(kept)
@@ -195,10 +221,19 @@ def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str) ->
             record.size, record.mtime_ns, record.content_hash = file.size, file.mtime_ns, digest
             catalogue.put_episode(record)
             return
-    catalogue.put_episode(EpisodeRecord(id=catalogue.new_episode_id(), series_id=file.series_id,
-                                        relpath=file.relpath, status=EpisodeStatus.FAILED, size=file.size,
-                                        mtime_ns=file.mtime_ns, content_hash=digest, episode=file.episode,
-                                        error=error))
+    catalogue.put_episode(
+        EpisodeRecord(
+            id=catalogue.new_episode_id(),
+            series_id=file.series_id,
+            relpath=file.relpath,
+            status=EpisodeStatus.FAILED,
+            size=file.size,
+            mtime_ns=file.mtime_ns,
+            content_hash=digest,
+            episode=file.episode,
+            error=error,
+        )
+    )
 
 
 def process_library(index: Index, reindex: bool = False, progress: bool = True) -> ProcessReport:
@@ -242,8 +277,9 @@ def _process_library(index: Index, reindex: bool, progress: bool) -> ProcessRepo
     return report
 
 
-def _index_files(index: Index, worker: EpisodeIndexer, todo: list[EpisodeFile], records: dict,
-                 report: ProcessReport) -> None:
+def _index_files(
+    index: Index, worker: EpisodeIndexer, todo: list[EpisodeFile], records: dict, report: ProcessReport
+) -> None:
     for position, file in enumerate(todo, 1):
         previous = records.get(file.relpath)
         try:
@@ -283,4 +319,3 @@ def _fail(index: Index, report: ProcessReport, file: EpisodeFile, digest: str, m
     _record_failure(index, file, digest, message)
     report.failed += 1
     report.errors.append(message)
-

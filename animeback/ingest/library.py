@@ -69,8 +69,16 @@ def scan_library(root: Path) -> list[EpisodeFile]:
             if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file() or path.name.startswith("."):
                 continue
             stat = path.stat()
-            found.append(EpisodeFile(series_dir.name, f"{series_dir.name}/{path.name}", path, stat.st_size,
-                                     stat.st_mtime_ns, parse_episode_number(path.name)))
+            found.append(
+                EpisodeFile(
+                    series_dir.name,
+                    f"{series_dir.name}/{path.name}",
+                    path,
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                    parse_episode_number(path.name),
+                )
+            )
     return found
 
 

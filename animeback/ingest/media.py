@@ -78,9 +78,17 @@ def probe(path: Path, ffprobe: str = "ffprobe") -> VideoInfo:
         raise MediaError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size == 0:
         raise MediaError(f"{path}: the file is empty (0 bytes)")
-    cmd = [ffprobe, "-v", "error", "-show_entries",
-           "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration",
-           "-of", "json", "--", str(path)]
+    cmd = [
+        ffprobe,
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration",
+        "-of",
+        "json",
+        "--",
+        str(path),
+    ]
     result = _run(cmd)
     try:
         data = json.loads(result.stdout or b"{}")
@@ -97,8 +105,15 @@ def probe(path: Path, ffprobe: str = "ffprobe") -> VideoInfo:
     if duration <= 0:
         raise MediaError(f"{path}: the video has no duration (corrupt or truncated)")
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    return VideoInfo(duration, fps, int(video.get("width") or 0), int(video.get("height") or 0),
-                     str(video.get("codec_name")), audio is not None, str(audio.get("codec_name")) if audio else "")
+    return VideoInfo(
+        duration,
+        fps,
+        int(video.get("width") or 0),
+        int(video.get("height") or 0),
+        str(video.get("codec_name")),
+        audio is not None,
+        str(audio.get("codec_name")) if audio else "",
+    )
 
 
 def detect_borders(path: Path, info: VideoInfo, ffmpeg: str = "ffmpeg") -> Box | None:
@@ -109,15 +124,32 @@ def detect_borders(path: Path, info: VideoInfo, ffmpeg: str = "ffmpeg") -> Box |
     if not info.width or not info.height:
         return None
     probe_h = max(2, round(_BORDER_PROBE_WIDTH * info.height / info.width / 2) * 2)
-    cmd = [ffmpeg, "-v", "error", "-skip_frame", "nokey", "-i", str(path), "-map", "0:v:0",
-           "-vf", f"scale={_BORDER_PROBE_WIDTH}:{probe_h}", "-fps_mode", "passthrough",
-           "-pix_fmt", "gray", "-f", "rawvideo", "-"]
+    cmd = [
+        ffmpeg,
+        "-v",
+        "error",
+        "-skip_frame",
+        "nokey",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-vf",
+        f"scale={_BORDER_PROBE_WIDTH}:{probe_h}",
+        "-fps_mode",
+        "passthrough",
+        "-pix_fmt",
+        "gray",
+        "-f",
+        "rawvideo",
+        "-",
+    ]
     result = _run(cmd)
     size = _BORDER_PROBE_WIDTH * probe_h
     count = len(result.stdout) // size
     if count < 3:  # too few keyframes to tell bars from a dark shot
         return None
-    frames = np.frombuffer(result.stdout[:count * size], np.uint8).reshape(count, probe_h, _BORDER_PROBE_WIDTH)
+    frames = np.frombuffer(result.stdout[: count * size], np.uint8).reshape(count, probe_h, _BORDER_PROBE_WIDTH)
     box = content_box(frames.max(axis=0))
     if box.w >= _BORDER_PROBE_WIDTH - 2 and box.h >= probe_h - 2:
         return None
@@ -147,15 +179,28 @@ class OpenedVideo:
         w, h = (self.crop.w, self.crop.h) if self.crop else (self.info.width, self.info.height)
         height = max(2, round(width * h / max(w, 1) / 2) * 2)
         chain = f"fps={fps}" + (f",{crop_filter(self.crop)}" if self.crop else "")
-        cmd = [ffmpeg, "-v", "error", "-nostdin", "-i", str(self.path), "-map", "0:v:0",
-               "-vf", f"{chain},scale={width}:{height}:flags=area,format=rgb24", "-f", "rawvideo", "-"]
+        cmd = [
+            ffmpeg,
+            "-v",
+            "error",
+            "-nostdin",
+            "-i",
+            str(self.path),
+            "-map",
+            "0:v:0",
+            "-vf",
+            f"{chain},scale={width}:{height}:flags=area,format=rgb24",
+            "-f",
+            "rawvideo",
+            "-",
+        ]
         result = _run(cmd)
         data = result.stdout
         size = width * height * 3
         if result.returncode != 0 and len(data) < size:
             reason = result.stderr.decode(errors="replace").strip().splitlines()
             raise MediaError(f"{self.path}: ffmpeg failed ({reason[-1] if reason else f'exit {result.returncode}'})")
-        frames = np.frombuffer(data[:len(data) // size * size], np.uint8).reshape(-1, height, width, 3)
+        frames = np.frombuffer(data[: len(data) // size * size], np.uint8).reshape(-1, height, width, 3)
         return [Frame(i, i / fps, frame) for i, frame in enumerate(frames)]
 
 
@@ -174,8 +219,15 @@ class FrameSampler:
     """Decodes a video once: streams frames sampled at `fps` (cropped, squashed to `size` x `size`, by default the
     CNN input) through a pipe while the same ffmpeg process writes the web preview mp4 (when `preview` is given)."""
 
-    def __init__(self, video: OpenedVideo, fps: float, media: MediaSettings, preview: Path | None = None,
-                 size: int = INPUT_SIZE, queue_size: int = 256):
+    def __init__(
+        self,
+        video: OpenedVideo,
+        fps: float,
+        media: MediaSettings,
+        preview: Path | None = None,
+        size: int = INPUT_SIZE,
+        queue_size: int = 256,
+    ):
         self.path, self.info, self.crop = video.path, video.info, video.crop
         self.fps, self.preview, self.size = fps, preview, size
         self.settings = media
@@ -185,8 +237,9 @@ class FrameSampler:
         self._process: subprocess.Popen | None = None
 
     @classmethod
-    def from_settings(cls, media: MediaSettings, video: OpenedVideo, preview: Path | None = None,
-                      size: int = INPUT_SIZE) -> FrameSampler:
+    def from_settings(
+        cls, media: MediaSettings, video: OpenedVideo, preview: Path | None = None, size: int = INPUT_SIZE
+    ) -> FrameSampler:
         """The sampler `process` uses: media.sample_fps and the configured preview encoding."""
         return cls(video, media.sample_fps, media, preview if media.preview else None, size)
 
@@ -204,12 +257,26 @@ class FrameSampler:
             cmd += ["-filter_complex", f"[0:v:0]{sample}[f]"]
         else:
             height = preview_height(self.info, s.preview_height)
-            cmd += ["-filter_complex",
-                    f"[0:v:0]split=2[a][b];[a]scale=-2:{height}:flags=fast_bilinear,format=yuv420p[p];[b]{sample}[f]",
-                    "-map", "[p]", "-map", "0:a:0?", "-c:v", "libx264", "-preset", s.preview_preset,
-                    "-tune", "animation", "-crf", str(s.preview_crf)]
+            cmd += [
+                "-filter_complex",
+                f"[0:v:0]split=2[a][b];[a]scale=-2:{height}:flags=fast_bilinear,format=yuv420p[p];[b]{sample}[f]",
+                "-map",
+                "[p]",
+                "-map",
+                "0:a:0?",
+                "-c:v",
+                "libx264",
+                "-preset",
+                s.preview_preset,
+                "-tune",
+                "animation",
+                "-crf",
+                str(s.preview_crf),
+            ]
             # Audio browsers play in mp4 is copied (free); anything else is encoded to AAC (~2% of decode time).
-            cmd += ["-c:a", "copy"] if self.info.audio_codec in _MP4_AUDIO else ["-c:a", "aac", "-b:a", "96k", "-ac", "2"]
+            cmd += (
+                ["-c:a", "copy"] if self.info.audio_codec in _MP4_AUDIO else ["-c:a", "aac", "-b:a", "96k", "-ac", "2"]
+            )
             cmd += ["-movflags", "+faststart", "-f", "mp4", str(self.preview)]
         cmd += ["-map", "[f]", "-f", "rawvideo", "-"]
         return cmd
@@ -233,12 +300,15 @@ class FrameSampler:
         self._stderr = stderr.read()
 
     def __iter__(self) -> Iterator[Frame]:
-        process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, bufsize=1 << 20)
+        process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20
+        )
         self._process = process
         assert process.stdout is not None and process.stderr is not None  # both are pipes
-        readers = [threading.Thread(target=self._read_frames, args=(process.stdout,), daemon=True),
-                   threading.Thread(target=self._read_stderr, args=(process.stderr,), daemon=True)]
+        readers = [
+            threading.Thread(target=self._read_frames, args=(process.stdout,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(process.stderr,), daemon=True),
+        ]
         for t in readers:
             t.start()
         try:
@@ -254,8 +324,9 @@ class FrameSampler:
             raise MediaError(f"{self.path}: ffmpeg failed ({message[-1] if message else f'exit {returncode}'})")
         decoded = self.frames_read / self.fps
         if self.frames_read == 0 or decoded < MIN_DECODED_SHARE * self.info.duration - 1.0 / self.fps:
-            raise MediaError(f"{self.path}: truncated or corrupt video (decoded {decoded:.1f} s of "
-                             f"{self.info.duration:.1f} s)")
+            raise MediaError(
+                f"{self.path}: truncated or corrupt video (decoded {decoded:.1f} s of {self.info.duration:.1f} s)"
+            )
         if message:
             log.warning("%s: ffmpeg reported: %s", self.path, message[-1])
 

@@ -35,6 +35,7 @@ def import_tensorflow():
             os.dup2(devnull.fileno(), 2)
             import keras  # noqa: F401  (its first import initialises the same C++ runtime)
             import tensorflow as tf
+
             tf.constant(0)  # the runtime prints its notices on first use
     finally:
         os.dup2(saved, 2)
@@ -80,8 +81,11 @@ class PcaModel:
     def load(cls, path: Path) -> PcaModel:
         try:
             with np.load(path) as data:
-                return cls(data["mean"].astype("float32"), data["components"].astype("float32"),
-                           data["scale"].astype("float32"))
+                return cls(
+                    data["mean"].astype("float32"),
+                    data["components"].astype("float32"),
+                    data["scale"].astype("float32"),
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(f"cannot load PCA file {path}: {exc}") from None
 
@@ -110,8 +114,9 @@ class Embedder:
     With `trained` (a folder made by `python run.py train`), vectors come from that model and `pca` is unused;
     without, from the ImageNet CNN's pooled features through `pca`."""
 
-    def __init__(self, weights: Path, pca: PcaModel | None, batch_size: int = 32, threads: int = 0,
-                 trained: Path | None = None):
+    def __init__(
+        self, weights: Path, pca: PcaModel | None, batch_size: int = 32, threads: int = 0, trained: Path | None = None
+    ):
         if not weights.exists():
             raise ConfigError(f"CNN weights not found: {weights} (see models/README.md)")
         tf = import_tensorflow()
@@ -138,8 +143,11 @@ class Embedder:
             model = build_mobilenet_v2(keras, with_classifier=True)
             model.load_weights(weights)
             self.model = keras.Model(model.input, model.get_layer("pool").output)
-        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
-                                 input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
+        self._call = tf.function(
+            lambda x: self.model(x, training=False),
+            reduce_retracing=True,
+            input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)],
+        )
         self._tf = tf
         self.batch_size = batch_size
         if self.card is not None:
@@ -181,7 +189,7 @@ class Embedder:
         model's vectors)."""
         out = []
         for i in range(0, len(images), self.batch_size):
-            batch = self._tf.convert_to_tensor(np.asarray(images[i:i + self.batch_size], dtype="float32"))
+            batch = self._tf.convert_to_tensor(np.asarray(images[i : i + self.batch_size], dtype="float32"))
             out.append(self._call(batch).numpy())
         if not out:
             return np.zeros((0, self.card.dim if self.card else 1280), "float32")

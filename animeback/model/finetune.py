@@ -64,7 +64,7 @@ def split_mobilenet(keras, weights: Path, dim: int, cut_layer: str = CUT_LAYER):
     base = build_mobilenet_v2(keras, with_classifier=True)
     base.load_weights(weights)
     names = [layer.name for layer in base.layers]
-    after = base.layers[names.index(cut_layer) + 1: names.index("pool") + 1]
+    after = base.layers[names.index(cut_layer) + 1 : names.index("pool") + 1]
     trunk = keras.Model(base.input, base.get_layer(cut_layer).output, name="trunk")
     inputs = keras.Input(trunk.output.shape[1:], name="trunk_features")
     x = inputs

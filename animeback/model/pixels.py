@@ -15,8 +15,11 @@ def to_model_input(rgb: np.ndarray) -> np.ndarray:
     out = np.ascontiguousarray(rgb)
     height, width = out.shape[:2]
     if width != INPUT_SIZE:
-        out = cv2.resize(out, (INPUT_SIZE, height), interpolation=cv2.INTER_AREA if width > INPUT_SIZE else cv2.INTER_LINEAR)
+        out = cv2.resize(
+            out, (INPUT_SIZE, height), interpolation=cv2.INTER_AREA if width > INPUT_SIZE else cv2.INTER_LINEAR
+        )
     if height != INPUT_SIZE:
-        out = cv2.resize(out, (INPUT_SIZE, INPUT_SIZE),
-                         interpolation=cv2.INTER_AREA if height > INPUT_SIZE else cv2.INTER_LINEAR)
+        out = cv2.resize(
+            out, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA if height > INPUT_SIZE else cv2.INTER_LINEAR
+        )
     return out

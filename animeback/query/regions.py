@@ -26,8 +26,15 @@ def _gray_copy(rgb: np.ndarray, width: int) -> tuple[np.ndarray, float]:
     """A grey copy of an image at most `width` wide (area averaging), and its scale."""
     h, w = rgb.shape[:2]
     scale = min(1.0, width / w)
-    small = cv2.resize(np.ascontiguousarray(rgb), (max(8, round(w * scale)), max(8, round(h * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
+    small = (
+        cv2.resize(
+            np.ascontiguousarray(rgb),
+            (max(8, round(w * scale)), max(8, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        if scale < 1
+        else np.ascontiguousarray(rgb)
+    )
     return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), scale
 
 
@@ -96,7 +103,7 @@ def find_windows(rgb: np.ndarray, aspects: tuple[float, ...] = VIDEO_ASPECTS, li
     col_sums = np.pad(np.cumsum(vertical, axis=0), ((1, 0), (0, 0)))
     candidates = []
     for i, left in enumerate(xs):
-        for right in xs[i + 1:]:
+        for right in xs[i + 1 :]:
             if right - left < _MIN_SIDE * sw:
                 continue
             x0, x1 = left + 1, right + 1  # entry x of the edge map: the border just before pixel x + 1
@@ -111,7 +118,7 @@ def find_windows(rgb: np.ndarray, aspects: tuple[float, ...] = VIDEO_ASPECTS, li
             lines = [y + 1 for y in _line_positions(rows)]
             bw = x1 - x0
             for k, top in enumerate(lines):
-                for bottom in lines[k + 1:]:
+                for bottom in lines[k + 1 :]:
                     bh = bottom - top
                     if bh < _MIN_SIDE * sh or bw * bh < _MIN_AREA * sw * sh or (bw >= sw - 4 and bh >= sh - 4):
                         continue
@@ -188,8 +195,7 @@ def unwarp(rgb: np.ndarray, corners: np.ndarray) -> np.ndarray:
     h = max(8, int(round((np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2)))
     target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     transform = cv2.getPerspectiveTransform(np.asarray(corners, np.float32), target)
-    return cv2.warpPerspective(np.ascontiguousarray(rgb), transform,
-                               (w, h), flags=cv2.INTER_AREA)
+    return cv2.warpPerspective(np.ascontiguousarray(rgb), transform, (w, h), flags=cv2.INTER_AREA)
 
 
 def bounding_box(corners: np.ndarray, shape: tuple[int, ...]) -> Box:
@@ -209,8 +215,9 @@ class QueryRegion:
     pixels: np.ndarray
 
 
-def query_regions(rgb: np.ndarray, cut_borders: bool, mirror: bool = True,
-                  aspects: tuple[float, ...] = VIDEO_ASPECTS) -> list[QueryRegion]:
+def query_regions(
+    rgb: np.ndarray, cut_borders: bool, mirror: bool = True, aspects: tuple[float, ...] = VIDEO_ASPECTS
+) -> list[QueryRegion]:
     """The parts of a query to search: the whole image; with mirror, the whole image flipped (screenshots are
     often posted flipped); with cut_borders, the picture found inside black borders, inside a player window or
     page (a rectangle of one of `aspects`), and seen at an angle in a photo of a screen (when they differ from

@@ -67,8 +67,12 @@ def group_hits(hits: list[Hit], gap: float, tolerance: float, limit: int) -> lis
         while grown:  # chain equally good hits that touch the scene (within gap)
             grown = False
             for h in peers:
-                if h.similarity >= best.similarity - tolerance and h.start - gap <= hi and h.end + gap >= lo \
-                        and (h.start < lo or h.end > hi):
+                if (
+                    h.similarity >= best.similarity - tolerance
+                    and h.start - gap <= hi
+                    and h.end + gap >= lo
+                    and (h.start < lo or h.end > hi)
+                ):
                     lo, hi, grown = min(lo, h.start), max(hi, h.end), True
         for h in peers:
             if h.start - gap <= hi and h.end + gap >= lo:
@@ -83,8 +87,11 @@ def group_hits(hits: list[Hit], gap: float, tolerance: float, limit: int) -> lis
 def moment(best: Hit, lo: float, hi: float, hits: list[Hit], tie: float) -> float:
     """The time to report for a scene: in a still or slow shot many stored frames score alike, and the middle one
     of those tied with the best (within `tie`) is closer to any moment of the shot than the first one."""
-    tied = sorted(h.time for h in hits if h.episode == best.episode and lo <= h.time <= hi
-                  and h.similarity >= best.similarity - tie)
+    tied = sorted(
+        h.time
+        for h in hits
+        if h.episode == best.episode and lo <= h.time <= hi and h.similarity >= best.similarity - tie
+    )
     return tied[len(tied) // 2] if tied else best.time
 
 
@@ -121,8 +128,9 @@ class Searcher:
         """Decode and search query bytes."""
         return self.search(decode_query(self.index.settings.search, data), **options)
 
-    def search(self, rgb: np.ndarray, cut_borders: bool | None = None, series: str | None = None,
-               limit: int | None = None) -> SearchOutcome:
+    def search(
+        self, rgb: np.ndarray, cut_borders: bool | None = None, series: str | None = None, limit: int | None = None
+    ) -> SearchOutcome:
         """Top scenes for an RGB image; with cut_borders, the picture found inside borders or chrome too."""
         s = self.settings
         cut_borders = s.cut_borders if cut_borders is None else cut_borders
@@ -151,9 +159,19 @@ class Searcher:
             # interval (of the rate this episode was sampled at) beyond the matched frames' spans, so that it holds
             # the true moment.
             margin = 1.0 / (record.sample_fps or self.index.settings.media.sample_fps)
-            matches.append(SceneMatch(best.series, best.episode, record.filename, record.episode, record.duration,
-                                      max(0.0, lo - margin), moment(best, lo, hi, hits, AT_TIE),
-                                      min(hi + margin, record.duration),
-                                      float(np.clip(best.similarity, 0.0, 1.0))))
-        return SearchOutcome(stats.get("vectors", 0), matches,
-                             box if is_cropped(box, rgb.shape) else None, [r.name for r in regions])
+            matches.append(
+                SceneMatch(
+                    best.series,
+                    best.episode,
+                    record.filename,
+                    record.episode,
+                    record.duration,
+                    max(0.0, lo - margin),
+                    moment(best, lo, hi, hits, AT_TIE),
+                    min(hi + margin, record.duration),
+                    float(np.clip(best.similarity, 0.0, 1.0)),
+                )
+            )
+        return SearchOutcome(
+            stats.get("vectors", 0), matches, box if is_cropped(box, rgb.shape) else None, [r.name for r in regions]
+        )

@@ -85,8 +85,10 @@ class StillStore:
         if len(text) > MAX_METADATA:
             raise BadParameterError(f"metadata is larger than {MAX_METADATA} characters")
         vector = self.embed([rgb])[0]
-        self.client.upsert(self.collection, [{"id": still_id(filepath), "filepath": filepath, "metadata": text,
-                                              "vector": vector.tolist()}])
+        self.client.upsert(
+            self.collection,
+            [{"id": still_id(filepath), "filepath": filepath, "metadata": text, "vector": vector.tolist()}],
+        )
         self.client.flush(self.collection)
 
     def delete(self, filepath: str) -> bool:
@@ -101,15 +103,22 @@ class StillStore:
     def search(self, rgb: np.ndarray, all_orientations: bool, limit: int) -> list[StillMatch]:
         """The stills most like an image, best first; with all_orientations each still keeps its best score."""
         images = orientations(rgb) if all_orientations else [rgb]
-        answers = self.client.search(self.collection, data=[v.tolist() for v in self.embed(images)], limit=limit,
-                                     output_fields=["filepath", "metadata"],
-                                     search_params={"metric_type": "IP", "params": {}})
+        answers = self.client.search(
+            self.collection,
+            data=[v.tolist() for v in self.embed(images)],
+            limit=limit,
+            output_fields=["filepath", "metadata"],
+            search_params={"metric_type": "IP", "params": {}},
+        )
         best: dict[str, StillMatch] = {}
         for answer in answers:
             for hit in answer:
                 entity = hit["entity"]
-                match = StillMatch(entity["filepath"], to_score(hit["distance"]),
-                                   json.loads(entity["metadata"]) if entity["metadata"] else None)
+                match = StillMatch(
+                    entity["filepath"],
+                    to_score(hit["distance"]),
+                    json.loads(entity["metadata"]) if entity["metadata"] else None,
+                )
                 if match.filepath not in best or match.score > best[match.filepath].score:
                     best[match.filepath] = match
         return sorted(best.values(), key=lambda m: -m.score)[:limit]
@@ -129,7 +138,7 @@ class StillStore:
         while batch := iterator.next():
             paths.extend(r["filepath"] for r in batch)
         iterator.close()
-        return sorted(paths)[offset:offset + limit]
+        return sorted(paths)[offset : offset + limit]
 
 
 def check_filepath(filepath: str) -> None:

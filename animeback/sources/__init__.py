@@ -35,9 +35,16 @@ class SeasonInfo:
 
     def metadata(self) -> dict:
         """What goes into `<series id>/series.json` (and the catalogue): titles, cover, intro, episode list."""
-        return {"title": self.title, "titles": self.titles, "cover": self.cover, "intro": self.intro,
-                "episodes": [{"id": e.id, "number": e.number, "title": e.title, "duration": e.duration}
-                             for e in self.episodes], **self.extra}
+        return {
+            "title": self.title,
+            "titles": self.titles,
+            "cover": self.cover,
+            "intro": self.intro,
+            "episodes": [
+                {"id": e.id, "number": e.number, "title": e.title, "duration": e.duration} for e in self.episodes
+            ],
+            **self.extra,
+        }
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,24 @@ from . import EpisodeInfo, EpisodeStreams, MediaStream, SeasonInfo
 
 log = logging.getLogger(__name__)
 
-QUALITIES = {127: "8K", 126: "Dolby Vision", 125: "HDR", 120: "4K", 116: "1080P60", 112: "1080P+", 80: "1080P",
-             74: "720P60", 64: "720P", 32: "480P", 16: "360P"}
+QUALITIES = {
+    127: "8K",
+    126: "Dolby Vision",
+    125: "HDR",
+    120: "4K",
+    116: "1080P60",
+    112: "1080P+",
+    80: "1080P",
+    74: "720P60",
+    64: "720P",
+    32: "480P",
+    16: "360P",
+}
 AVC = 7  # codecid of H.264 streams: preferred, every ffmpeg and browser plays them
-DOWNLOAD_HEADERS = {"Referer": "https://www.bilibili.com/",
-                    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                                  "Chrome/120.0 Safari/537.36"}
+DOWNLOAD_HEADERS = {
+    "Referer": "https://www.bilibili.com/",
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+}
 _REFERENCE = re.compile(r"(?:^|/|\b)(ss|md|ep)(\d+)(?:\b|/|$)", re.IGNORECASE)
 
 # bilibili's answer codes -> (what to tell the user, whether trying again later can help)
@@ -43,8 +55,10 @@ def parse_reference(reference: str) -> tuple[str, int]:
     """("ss"|"md"|"ep", id) from `ss123`, `md123`, `ep123` or a bilibili season, media or episode URL."""
     match = _REFERENCE.search(reference.strip())
     if not match:
-        raise SourceError(f"{reference!r} is not a bilibili season: use ss12345, md12345, or a "
-                          "bilibili.com/bangumi/play/ss... or .../ep... or .../media/md... URL")
+        raise SourceError(
+            f"{reference!r} is not a bilibili season: use ss12345, md12345, or a "
+            "bilibili.com/bangumi/play/ss... or .../ep... or .../media/md... URL"
+        )
     return match.group(1).lower(), int(match.group(2))
 
 
@@ -109,18 +123,35 @@ class BilibiliSource:
         episodes = []
         for position, ep in enumerate(raw.get("episodes") or [], 1):
             number = _number(ep.get("title"))
-            episodes.append(EpisodeInfo(int(ep["id"]), number if number is not None else position,
-                                        str(ep.get("long_title") or ep.get("title") or ""),
-                                        float(ep.get("duration") or 0) / 1000.0))
+            episodes.append(
+                EpisodeInfo(
+                    int(ep["id"]),
+                    number if number is not None else position,
+                    str(ep.get("long_title") or ep.get("title") or ""),
+                    float(ep.get("duration") or 0) / 1000.0,
+                )
+            )
         title = str(raw.get("season_title") or raw.get("title") or raw["season_id"])
         titles = {"native": raw.get("title") or title}
         alias = [a.strip() for a in str(raw.get("alias") or "").replace("，", ",").split(",") if a.strip()]
         if raw.get("jp_title"):
             titles["native_original"] = raw["jp_title"]
-        extra = {"source": "bilibili", "season_id": raw["season_id"], "media_id": raw.get("media_id"),
-                 "synonyms": alias, "link": raw.get("link") or f"https://www.bilibili.com/bangumi/play/ss{raw['season_id']}"}
-        return SeasonInfo(str(raw["season_id"]), title, titles, str(raw.get("cover") or ""),
-                          str(raw.get("evaluate") or ""), episodes, extra)
+        extra = {
+            "source": "bilibili",
+            "season_id": raw["season_id"],
+            "media_id": raw.get("media_id"),
+            "synonyms": alias,
+            "link": raw.get("link") or f"https://www.bilibili.com/bangumi/play/ss{raw['season_id']}",
+        }
+        return SeasonInfo(
+            str(raw["season_id"]),
+            title,
+            titles,
+            str(raw.get("cover") or ""),
+            str(raw.get("evaluate") or ""),
+            episodes,
+            extra,
+        )
 
     def streams(self, season: SeasonInfo, episode: EpisodeInfo, quality: int) -> EpisodeStreams:
         what = f"episode {episode.number} of {season.title}"
@@ -150,10 +181,17 @@ class BilibiliSource:
         audios = sorted(dash.get("audio") or [], key=lambda a: -int(a.get("bandwidth") or a.get("id") or 0))
         note = ""
         if best_id < quality:
-            note = (f"{QUALITIES.get(quality, quality)} is not available; took {QUALITIES.get(best_id, best_id)}, "
-                    "the best offered below it")
-        return EpisodeStreams(_stream(video, "video"), _stream(audios[0], "audio") if audios else None,
-                              QUALITIES.get(best_id, str(best_id)), note, dict(DOWNLOAD_HEADERS))
+            note = (
+                f"{QUALITIES.get(quality, quality)} is not available; took {QUALITIES.get(best_id, best_id)}, "
+                "the best offered below it"
+            )
+        return EpisodeStreams(
+            _stream(video, "video"),
+            _stream(audios[0], "audio") if audios else None,
+            QUALITIES.get(best_id, str(best_id)),
+            note,
+            dict(DOWNLOAD_HEADERS),
+        )
 
 
 def _stream(item: dict, kind: str) -> MediaStream:

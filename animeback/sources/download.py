@@ -70,7 +70,7 @@ def parse_queue(items: list) -> list[QueueEntry]:
         if isinstance(item, str):
             item = {"season": item}
         if not isinstance(item, dict) or not isinstance(item.get("season"), str) or set(item) - {"season", "episodes"}:
-            raise ConfigError(f"{where} must be a season id/URL or {{\"season\": ..., \"episodes\": ...}}; got {item!r}")
+            raise ConfigError(f'{where} must be a season id/URL or {{"season": ..., "episodes": ...}}; got {item!r}')
         episodes = item.get("episodes", "all")
         try:
             if episodes != "all":
@@ -80,8 +80,10 @@ def parse_queue(items: list) -> list[QueueEntry]:
                 else:
                     _selection(episodes)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}.episodes must be \"all\", a range like \"1-12\", a list like \"1,3,7-9\" "
-                              f"or [1, 3]; got {episodes!r}") from None
+            raise ConfigError(
+                f'{where}.episodes must be "all", a range like "1-12", a list like "1,3,7-9" '
+                f"or [1, 3]; got {episodes!r}"
+            ) from None
         entries.append(QueueEntry(item["season"], episodes))
     return entries
 
@@ -99,8 +101,10 @@ class DownloadReport:
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        text = (f"{self.seasons} season(s): downloaded {self.downloaded} episode(s) ({self.bytes / 2**20:.1f} MiB), "
-                f"skipped {self.skipped} already in the library, failed {self.failed}")
+        text = (
+            f"{self.seasons} season(s): downloaded {self.downloaded} episode(s) ({self.bytes / 2**20:.1f} MiB), "
+            f"skipped {self.skipped} already in the library, failed {self.failed}"
+        )
         return text + (f"; indexed {self.indexed}" if self.indexed else "")
 
 
@@ -128,8 +132,9 @@ class Downloader:
     def __init__(self, settings: Settings, source: Source, progress: bool = True, on_episode=None):
         self.settings, self.source, self.progress = settings, source, progress
         self.on_episode = on_episode  # called with each episode file that lands (e.g. to index it)
-        self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=15, read=60),
-                                        maxsize=2 * settings.bilibili.parallel)
+        self.http = urllib3.PoolManager(
+            retries=False, timeout=urllib3.Timeout(connect=15, read=60), maxsize=2 * settings.bilibili.parallel
+        )
         self.parts = settings.data_path / "downloads"
         self._lock = threading.Lock()
 
@@ -148,20 +153,27 @@ class Downloader:
     def _run(self, queue: list[QueueEntry], report: DownloadReport, catalogue: RemoteCatalogue) -> None:
         for entry in queue:
             try:
-                season = self._retry(lambda reference=entry.reference: self.source.season(reference),
-                                     f"season {entry.reference}")
+                season = self._retry(
+                    lambda reference=entry.reference: self.source.season(reference), f"season {entry.reference}"
+                )
             except AnimeBackError as exc:
                 self._fail(report, exc.message)
                 continue
             report.seasons += 1
             folder = self.settings.library_path / season.series_id
             folder.mkdir(parents=True, exist_ok=True)
-            write_atomically(folder / "series.json",
-                             json.dumps(season.metadata(), ensure_ascii=False, indent=2).encode())
+            write_atomically(
+                folder / "series.json", json.dumps(season.metadata(), ensure_ascii=False, indent=2).encode()
+            )
             catalogue.put_series(season.series_id, season.metadata())
             wanted = [e for e in season.episodes if entry.wants(e)]
-            log.info("%s (%s): %d episode(s) selected of %d", season.title, season.series_id, len(wanted),
-                     len(season.episodes))
+            log.info(
+                "%s (%s): %d episode(s) selected of %d",
+                season.title,
+                season.series_id,
+                len(wanted),
+                len(season.episodes),
+            )
             todo = []
             for episode in wanted:
                 if (folder / episode_filename(season, episode)).exists():
@@ -195,7 +207,8 @@ class Downloader:
     def _episode(self, season: SeasonInfo, episode: EpisodeInfo) -> int:
         what = _what(season, episode)
         streams: EpisodeStreams = self._retry(
-            lambda: self.source.streams(season, episode, self.settings.bilibili.quality), what)
+            lambda: self.source.streams(season, episode, self.settings.bilibili.quality), what
+        )
         if streams.note:
             log.warning("%s: %s", what, streams.note)
         folder = self.parts / self.source.name / season.series_id
@@ -226,7 +239,7 @@ class Downloader:
             except SourceError as exc:
                 if not exc.retryable or attempt == attempts - 1:
                     raise
-                delay = min(60.0, 2.0 ** attempt)
+                delay = min(60.0, 2.0**attempt)
                 log.warning("%s; retrying in %.0f s (%d/%d)", exc.message, delay, attempt + 1, attempts - 1)
                 time.sleep(delay)
         raise AssertionError("unreachable")
@@ -266,8 +279,16 @@ class Downloader:
                 have = 0  # the server ignored the range: start over
             total = _total_from(response.headers, have if response.status == 206 else 0)
             mode = "ab" if response.status == 206 else "wb"
-            bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                       desc=part.name, disable=not self.progress)
+            bar = tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                leave=False,
+                desc=part.name,
+                disable=not self.progress,
+            )
             try:
                 with open(part, mode) as out:
                     for chunk in response.stream(CHUNK):
@@ -325,15 +346,20 @@ def _total_from(headers, offset: int | None) -> int | None:
     return None
 
 
-def download_queue(settings: Settings, queue: list | None = None, source: Source | None = None,
-                   progress: bool = True, process: bool | None = None) -> DownloadReport:
+def download_queue(
+    settings: Settings,
+    queue: list | None = None,
+    source: Source | None = None,
+    progress: bool = True,
+    process: bool | None = None,
+) -> DownloadReport:
     """Run `download-bilibili`: every season of `queue` (default: bilibili.queue), optionally indexing each episode
     as it lands."""
     from .bilibili import BilibiliSource
 
     entries = parse_queue(settings.bilibili.queue if queue is None else queue)
     if not entries:
-        raise ConfigError("bilibili.queue is empty: add seasons to config.json, e.g. \"queue\": [\"ss12345\"]")
+        raise ConfigError('bilibili.queue is empty: add seasons to config.json, e.g. "queue": ["ss12345"]')
     source = source or BilibiliSource(settings.bilibili.sessdata)
     process = settings.bilibili.process_after if process is None else process
     report = DownloadReport()

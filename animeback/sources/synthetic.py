@@ -7,26 +7,41 @@ import subprocess
 from pathlib import Path
 
 # Points on the edge of the Mandelbrot set, where zooms stay detailed.
-_MANDELBROT_POINTS = [(-0.743643887, -0.131825904), (-0.77568377, 0.13646737), (-1.25066, 0.02012),
-                      (0.001643721971153, -0.822467633298876), (-0.235125, 0.827215), (0.3750001200, -0.2166393884),
-                      (-1.62917, -0.0203968), (0.2549870375, -0.0005679790)]
+_MANDELBROT_POINTS = [
+    (-0.743643887, -0.131825904),
+    (-0.77568377, 0.13646737),
+    (-1.25066, 0.02012),
+    (0.001643721971153, -0.822467633298876),
+    (-0.235125, 0.827215),
+    (0.3750001200, -0.2166393884),
+    (-1.62917, -0.0203968),
+    (0.2549870375, -0.0005679790),
+]
 
 
 def _scene(kind: str, rng: random.Random, size: str, rate: int, seconds: float) -> str:
     hue = f"hue=h={rng.uniform(0, 360):.0f}:s={rng.uniform(0.6, 1.6):.2f}"  # no two episodes share a palette
     if kind == "mandelbrot":  # a slow zoom into a point of the set's edge: every moment looks different
         x, y = rng.choice(_MANDELBROT_POINTS)
-        return (f"mandelbrot=size={size}:rate={rate}:start_x={x}:start_y={y}:start_scale={rng.uniform(0.05, 0.3):.3f}"
-                f":end_scale=0.0005:end_pts={rng.uniform(30, 60):.0f},{hue}")
+        return (
+            f"mandelbrot=size={size}:rate={rate}:start_x={x}:start_y={y}:start_scale={rng.uniform(0.05, 0.3):.3f}"
+            f":end_scale=0.0005:end_pts={rng.uniform(30, 60):.0f},{hue}"
+        )
     if kind == "life":
+
         def colour() -> str:
             return "#" + "".join(f"{rng.randrange(256):02x}" for _ in range(3))
-        return (f"life=size={size}:rate={rate}:seed={rng.randrange(1 << 30)}:ratio={rng.uniform(0.1, 0.5):.2f}"
-                f":mold=8:life_color={colour()}:death_color={colour()}:mold_color={colour()}")
+
+        return (
+            f"life=size={size}:rate={rate}:seed={rng.randrange(1 << 30)}:ratio={rng.uniform(0.1, 0.5):.2f}"
+            f":mold=8:life_color={colour()}:death_color={colour()}:mold_color={colour()}"
+        )
     if kind == "cellauto":
         tint = ":".join(f"{c}='val*{rng.uniform(0.2, 1.0):.2f}+{rng.randrange(80)}'" for c in "rgb")
-        return (f"cellauto=size={size}:rate={rate}:rule={rng.choice([18, 30, 90, 110, 150])}:seed={rng.randrange(1 << 30)}"
-                f",format=rgb24,lutrgb={tint}")
+        return (
+            f"cellauto=size={size}:rate={rate}:rule={rng.choice([18, 30, 90, 110, 150])}:seed={rng.randrange(1 << 30)}"
+            f",format=rgb24,lutrgb={tint}"
+        )
     if kind == "static":  # a held frame: a still shot that lasts several seconds
         x, y = rng.choice(_MANDELBROT_POINTS)
         scale = rng.uniform(0.02, 0.2)
@@ -40,15 +55,22 @@ def episode_scenes(seed: int, duration: float) -> list[tuple[str, float, float]]
     kinds = ["mandelbrot", "life", "cellauto", "mandelbrot", "life", "cellauto"]
     rng.shuffle(kinds)
     n = max(3, min(len(kinds) + 1, round(duration / 4)))
-    plan = kinds[:n - 1] + ["static"]
+    plan = kinds[: n - 1] + ["static"]
     # Cuts at jittered even intervals: every scene lasts at least a second and a half.
     step = duration / n
     bounds = [0.0] + [round(step * (i + rng.uniform(-0.3, 0.3)), 2) for i in range(1, n)] + [duration]
     return [(kind, bounds[i], bounds[i + 1]) for i, kind in enumerate(plan)]
 
 
-def make_episode(path: Path, seed: int, duration: float = 20.0, size: tuple[int, int] = (320, 180),
-                 rate: int = 24, audio: bool = True, extra_args: list[str] | None = None) -> Path:
+def make_episode(
+    path: Path,
+    seed: int,
+    duration: float = 20.0,
+    size: tuple[int, int] = (320, 180),
+    rate: int = 24,
+    audio: bool = True,
+    extra_args: list[str] | None = None,
+) -> Path:
     """Write a synthetic episode (H.264/AAC mp4 unless the suffix says otherwise) and return its path."""
     rng = random.Random(seed * 7919)
     dims = f"{size[0]}x{size[1]}"

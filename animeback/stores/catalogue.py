@@ -104,7 +104,7 @@ class Catalogue:
         return None if raw is None else json.loads(raw)
 
     def series_ids(self) -> list[str]:
-        return [k[len(b"series/"):].decode() for k, _ in self.db.iterator(prefix=b"series/")]
+        return [k[len(b"series/") :].decode() for k, _ in self.db.iterator(prefix=b"series/")]
 
     # -- episodes -----------------------------------------------------------------------------------------
     def new_episode_id(self) -> int:
@@ -115,8 +115,9 @@ class Catalogue:
 
     def put_episode(self, record: EpisodeRecord) -> None:
         """Write an episode record durably."""
-        self.db.put(b"episode/%010d" % record.id, json.dumps(dataclasses.asdict(record), ensure_ascii=False).encode(),
-                    sync=True)
+        self.db.put(
+            b"episode/%010d" % record.id, json.dumps(dataclasses.asdict(record), ensure_ascii=False).encode(), sync=True
+        )
 
     def get_episode(self, episode_id: int) -> EpisodeRecord | None:
         raw = self.db.get(b"episode/%010d" % episode_id)
@@ -147,7 +148,7 @@ class Catalogue:
 
     def frame_ids(self, episode_id: int) -> list[int]:
         """The ids of every entry written for an episode (what Milvus must hold for it)."""
-        return [int.from_bytes(key[len(b"frame/"):], "big") for key in self._frame_keys(episode_id)]
+        return [int.from_bytes(key[len(b"frame/") :], "big") for key in self._frame_keys(episode_id)]
 
     def delete_frames(self, episode_id: int) -> None:
         """Forget an episode's frame map."""

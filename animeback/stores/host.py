@@ -106,7 +106,7 @@ class StoreHost:
         self.milvus = Server(str(db_file))
         if not self.milvus.init() or not self.milvus.start():
             raise IndexBusyError(f"cannot start Milvus Lite on {db_file} (is another program using it?)")
-        socket = self.milvus.uds_path[len("unix:"):]
+        socket = self.milvus.uds_path[len("unix:") :]
         deadline = time.monotonic() + START_TIMEOUT_S
         while not os.path.exists(socket):
             if time.monotonic() > deadline:
@@ -117,9 +117,12 @@ class StoreHost:
     def dispatcher(self) -> rpc.Dispatcher:
         """What clients may call: the typed clients' methods on the catalogue and the counters, and hello."""
         return rpc.Dispatcher(
-            {rpc.RemoteCatalogue.target: (self.catalogue, rpc.exposed_methods(rpc.RemoteCatalogue)),
-             rpc.RemoteCounters.target: (self.counters, rpc.exposed_methods(rpc.RemoteCounters))},
-            hello=lambda: {"pid": os.getpid(), "vectors_uri": self.vectors_uri})
+            {
+                rpc.RemoteCatalogue.target: (self.catalogue, rpc.exposed_methods(rpc.RemoteCatalogue)),
+                rpc.RemoteCounters.target: (self.counters, rpc.exposed_methods(rpc.RemoteCounters)),
+            },
+            hello=lambda: {"pid": os.getpid(), "vectors_uri": self.vectors_uri},
+        )
 
     def serve(self) -> None:
         """Answer clients until idle for idle_s seconds."""
@@ -207,11 +210,26 @@ def _try_connect(paths: HostPaths) -> rpc.Connection | None:
 
 def _spawn_host(settings: Settings, paths: HostPaths) -> subprocess.Popen:
     milvus_file = "" if settings.milvus_server else str(Path(settings.milvus_uri).resolve())
-    args = [sys.executable, "-m", "animeback.stores.host", "--data", str(paths.data), "--milvus-file", milvus_file,
-            "--idle", str(settings.stores.host_idle_s)]
+    args = [
+        sys.executable,
+        "-m",
+        "animeback.stores.host",
+        "--data",
+        str(paths.data),
+        "--milvus-file",
+        milvus_file,
+        "--idle",
+        str(settings.stores.host_idle_s),
+    ]
     with open(paths.log, "ab") as log_file:
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                                start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]))
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+        )
 
 
 def _last_log_line(path: Path) -> str:

@@ -57,7 +57,9 @@ class Connection:
                 status, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 where = f"; see {self._log_path}" if self._log_path else ""
-                raise StoreUnavailableError(f"lost the connection to the store host ({exc or 'closed'}){where}") from None
+                raise StoreUnavailableError(
+                    f"lost the connection to the store host ({exc or 'closed'}){where}"
+                ) from None
         if status == "ok":
             return value
         raise decode_error(value)
@@ -141,8 +143,9 @@ class RemoteCounters:
 
 def exposed_methods(client: type) -> frozenset[str]:
     """The public methods a typed client declares: exactly what the server lets clients call on its target."""
-    return frozenset(name for name, member in vars(client).items()
-                     if inspect.isfunction(member) and not name.startswith("_"))
+    return frozenset(
+        name for name, member in vars(client).items() if inspect.isfunction(member) and not name.startswith("_")
+    )
 
 
 class Dispatcher:

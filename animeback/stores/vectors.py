@@ -93,9 +93,21 @@ class VectorStore:
     def insert(self, rows: list[FrameRow]) -> None:
         """Insert frame rows (in batches Milvus handles well)."""
         for i in range(0, len(rows), INSERT_BATCH):
-            self.client.insert(self.collection, [
-                {"id": r.id, "episode": r.episode, "series": r.series, "time": r.time, "span_start": r.start,
-                 "span_end": r.end, "vector": r.vector.tolist()} for r in rows[i:i + INSERT_BATCH]])
+            self.client.insert(
+                self.collection,
+                [
+                    {
+                        "id": r.id,
+                        "episode": r.episode,
+                        "series": r.series,
+                        "time": r.time,
+                        "span_start": r.start,
+                        "span_end": r.end,
+                        "vector": r.vector.tolist(),
+                    }
+                    for r in rows[i : i + INSERT_BATCH]
+                ],
+            )
 
     def delete_episode(self, episode: int) -> None:
         """Remove every vector of an episode."""
@@ -124,12 +136,28 @@ class VectorStore:
         if series is not None:
             flt = 'series == "' + series.replace("\\", "\\\\").replace('"', '\\"') + '"'
         answers = self.client.search(
-            self.collection, data=[v.tolist() for v in vectors], limit=limit, filter=flt,
+            self.collection,
+            data=[v.tolist() for v in vectors],
+            limit=limit,
+            filter=flt,
             output_fields=["episode", "series", "time", "span_start", "span_end"],
-            search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}})
-        return [[Hit(int(h["id"]), int(h["entity"]["episode"]), h["entity"]["series"], float(h["entity"]["time"]),
-                     float(h["entity"]["span_start"]), float(h["entity"]["span_end"]), float(h["distance"]))
-                 for h in answer] for answer in answers]
+            search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}},
+        )
+        return [
+            [
+                Hit(
+                    int(h["id"]),
+                    int(h["entity"]["episode"]),
+                    h["entity"]["series"],
+                    float(h["entity"]["time"]),
+                    float(h["entity"]["span_start"]),
+                    float(h["entity"]["span_end"]),
+                    float(h["distance"]),
+                )
+                for h in answer
+            ]
+            for answer in answers
+        ]
 
     def flush(self) -> None:
         """Make written rows durable."""

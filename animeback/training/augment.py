@@ -8,8 +8,24 @@ import cv2
 import numpy as np
 from PIL import Image
 
-_WORDS = ("no way", "wait", "this is it", "run!", "who are you", "let's go", "I knew it", "really?", "sorry",
-          "thank you", "what happened", "over there", "hurry up", "it can't be", "stop", "good morning")
+_WORDS = (
+    "no way",
+    "wait",
+    "this is it",
+    "run!",
+    "who are you",
+    "let's go",
+    "I knew it",
+    "really?",
+    "sorry",
+    "thank you",
+    "what happened",
+    "over there",
+    "hurry up",
+    "it can't be",
+    "stop",
+    "good morning",
+)
 
 
 def _text(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -35,13 +51,13 @@ def _crop(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = rgb.shape[:2]
     if rng.random() < 0.25:  # exactly one half: left, right, top or bottom
         side = int(rng.integers(4))
-        return [rgb[:, : w // 2], rgb[:, w // 2:], rgb[: h // 2], rgb[h // 2:]][side]
+        return [rgb[:, : w // 2], rgb[:, w // 2 :], rgb[: h // 2], rgb[h // 2 :]][side]
     area = rng.uniform(0.25, 1.0)
     aspect = np.exp(rng.uniform(np.log(0.45), np.log(2.2)))
     cw = int(np.clip(w * np.sqrt(area * aspect), 16, w))
     ch = int(np.clip(h * np.sqrt(area / aspect), 16, h))
     y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    return rgb[y:y + ch, x:x + cw]
+    return rgb[y : y + ch, x : x + cw]
 
 
 def _colour(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -78,8 +94,10 @@ def _borders(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = rgb.shape[:2]
     colour = (0, 0, 0) if rng.random() < 0.6 else tuple(int(c) for c in rng.integers(0, 256, 3))
     top, left = (int(h * rng.uniform(0, 0.3)), int(w * rng.uniform(0, 0.3)))
-    bottom, right = (top if rng.random() < 0.7 else int(h * rng.uniform(0, 0.3)),
-                     left if rng.random() < 0.7 else int(w * rng.uniform(0, 0.3)))
+    bottom, right = (
+        top if rng.random() < 0.7 else int(h * rng.uniform(0, 0.3)),
+        left if rng.random() < 0.7 else int(w * rng.uniform(0, 0.3)),
+    )
     if rng.random() < 0.5:
         top = bottom = 0
     elif rng.random() < 0.5:
@@ -100,14 +118,22 @@ def _ui(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for _ in range(int(rng.integers(1, 5))):  # title bars, control bars, panels, thumbnails
         bx, by = int(rng.integers(0, cw)), int(rng.integers(0, ch))
         bw, bh = int(rng.integers(10, cw)), int(rng.integers(4, max(5, ch // 4)))
-        canvas[by:by + bh, bx:bx + bw] = rng.integers(0, 256, 3)
+        canvas[by : by + bh, bx : bx + bw] = rng.integers(0, 256, 3)
         if rng.random() < 0.5:
-            cv2.putText(canvas, str(rng.choice(_WORDS)), (bx + 4, by + bh - 2), cv2.FONT_HERSHEY_SIMPLEX,
-                        rng.uniform(0.3, 0.8), tuple(int(c) for c in rng.integers(0, 256, 3)), 1, cv2.LINE_AA)
-    canvas[y:y + fh, x:x + fw] = frame
+            cv2.putText(
+                canvas,
+                str(rng.choice(_WORDS)),
+                (bx + 4, by + bh - 2),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                rng.uniform(0.3, 0.8),
+                tuple(int(c) for c in rng.integers(0, 256, 3)),
+                1,
+                cv2.LINE_AA,
+            )
+    canvas[y : y + fh, x : x + fw] = frame
     if rng.random() < 0.5:  # a progress bar or buttons over the bottom of the picture
         py = y + fh - int(rng.integers(4, max(5, fh // 8)))
-        canvas[py:py + 4, x + 5:x + fw - 5] = rng.integers(0, 256, 3)
+        canvas[py : py + 4, x + 5 : x + fw - 5] = rng.integers(0, 256, 3)
     return canvas
 
 
@@ -117,10 +143,19 @@ def _photo(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     margin = rng.uniform(0.03, 0.2)
     out_w, out_h = int(w * (1 + 2 * margin)), int(h * (1 + 2 * margin))
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-    dst = src + np.array([w * margin, h * margin], np.float32) + rng.uniform(-0.07, 0.07, (4, 2)).astype(np.float32) * [w, h]
+    dst = (
+        src
+        + np.array([w * margin, h * margin], np.float32)
+        + rng.uniform(-0.07, 0.07, (4, 2)).astype(np.float32) * [w, h]
+    )
     surround = tuple(int(c) for c in rng.integers(0, 60, 3))
-    warped = cv2.warpPerspective(rgb, cv2.getPerspectiveTransform(src, dst.astype(np.float32)), (out_w, out_h),
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=surround)
+    warped = cv2.warpPerspective(
+        rgb,
+        cv2.getPerspectiveTransform(src, dst.astype(np.float32)),
+        (out_w, out_h),
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=surround,
+    )
     yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
     cx, cy = rng.uniform(0, out_w), rng.uniform(0, out_h)
     light = rng.uniform(1.0, 1.25) - rng.uniform(0.1, 0.6) * np.hypot((xx - cx) / out_w, (yy - cy) / out_h)

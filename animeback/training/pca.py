@@ -19,8 +19,9 @@ from ..model.embedder import TRAINED_PCA_NAME, Embedder, PcaModel
 log = logging.getLogger(__name__)
 
 
-def sample_video_features(embedder: Embedder, videos: Iterable[Path], settings: Settings, per_video: int,
-                          progress: bool = True) -> np.ndarray:
+def sample_video_features(
+    embedder: Embedder, videos: Iterable[Path], settings: Settings, per_video: int, progress: bool = True
+) -> np.ndarray:
     """L2-normalised CNN features of about `per_video` frames spread over each video."""
     feats = []
     for path in tqdm(list(videos), desc="sampling frames", unit="video", disable=not progress):
@@ -38,12 +39,15 @@ def sample_video_features(embedder: Embedder, videos: Iterable[Path], settings: 
     return np.concatenate(feats)
 
 
-def train_library_pca(settings: Settings, dim: int = 256, samples: int = 20000, reindex: bool = True,
-                      progress: bool = True) -> str:
+def train_library_pca(
+    settings: Settings, dim: int = 256, samples: int = 20000, reindex: bool = True, progress: bool = True
+) -> str:
     """Fit PCA on the library's frames, save it as the library's PCA and (optionally) re-index with it."""
     if settings.features.model:
-        raise AnimeBackError(f"train-pca refits the ImageNet model's PCA, but features.model is set to "
-                             f"{settings.features.model}; empty it first (a trained model has its own projection)")
+        raise AnimeBackError(
+            f"train-pca refits the ImageNet model's PCA, but features.model is set to "
+            f"{settings.features.model}; empty it first (a trained model has its own projection)"
+        )
     files = scan_library(settings.library_path)
     if not files:
         raise AnimeBackError(f"the library {settings.library_path} has no episodes to fit PCA on")

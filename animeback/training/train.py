@@ -79,13 +79,15 @@ def training_videos(settings: Settings, folders: list[Path]) -> list[Path]:
             raise AnimeBackError(f"{folder}: not a folder of videos")
         videos += sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
     if not videos:
-        raise AnimeBackError(f"no videos to train on: the library {settings.library_path} is empty and no "
-                             "--videos folder was given")
+        raise AnimeBackError(
+            f"no videos to train on: the library {settings.library_path} is empty and no --videos folder was given"
+        )
     return videos
 
 
-def collect_anchors(videos: list[Path], settings: Settings, options: TrainOptions,
-                    progress: bool) -> tuple[list[np.ndarray], list[Path]]:
+def collect_anchors(
+    videos: list[Path], settings: Settings, options: TrainOptions, progress: bool
+) -> tuple[list[np.ndarray], list[Path]]:
     """Frames (at frame_width, in video order) sampled from each video, without blank ones or near-duplicates
     of the frame before (a distorted view could not tell them apart); and the videos that could be read."""
     anchors, used = [], []
@@ -103,8 +105,10 @@ def collect_anchors(videos: list[Path], settings: Settings, options: TrainOption
         anchors += [frames[kept.index].pixels for kept in dedupe.filter(squashed, video.info.duration)]
         used.append(path)
     if len(anchors) < 2 * RUN_LENGTH:
-        raise AnimeBackError(f"only {len(anchors)} distinct frames in {len(used)} readable video(s); training "
-                             f"needs at least {2 * RUN_LENGTH}")
+        raise AnimeBackError(
+            f"only {len(anchors)} distinct frames in {len(used)} readable video(s); training "
+            f"needs at least {2 * RUN_LENGTH}"
+        )
     return anchors, used
 
 
@@ -127,7 +131,7 @@ class Trainer:
         """Trunk outputs (float16, to keep a round's cache small) of 224x224 images."""
         out = []
         for i in range(0, len(images), batch):
-            out.append(self._trunk_call(np.stack(images[i:i + batch]).astype("float32")).numpy().astype("float16"))
+            out.append(self._trunk_call(np.stack(images[i : i + batch]).astype("float32")).numpy().astype("float16"))
         return np.concatenate(out)
 
     def _train_step(self, anchors, views, owners, targets):
@@ -136,11 +140,17 @@ class Trainer:
             a = self.head(anchors, training=True)
             v = self.head(views, training=True)
             # Each view must retrieve its own clean frame among the batch's (neighbours included) ...
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                owners, tf.matmul(v, a, transpose_b=True) / self.options.temperature))
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    owners, tf.matmul(v, a, transpose_b=True) / self.options.temperature
+                )
+            )
             # ... and the clean frames themselves are kept apart, so near-identical neighbours stay distinct.
-            loss += 0.5 * tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                tf.range(tf.shape(a)[0]), tf.matmul(a, a, transpose_b=True) / self.options.temperature))
+            loss += 0.5 * tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    tf.range(tf.shape(a)[0]), tf.matmul(a, a, transpose_b=True) / self.options.temperature
+                )
+            )
             # Clean frames stay near where the untrained model put them: the ImageNet features tell neighbouring
             # frames apart finely, and only the distortions are to be learnt.
             loss += self.options.keep * tf.reduce_mean(1.0 - tf.reduce_sum(a * targets, axis=1))
@@ -149,11 +159,16 @@ class Trainer:
         return loss
 
     def embed(self, features: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.head(features[i:i + 256].astype("float32"), training=False).numpy()
-                               for i in range(0, len(features), 256)])
+        return np.concatenate(
+            [
+                self.head(features[i : i + 256].astype("float32"), training=False).numpy()
+                for i in range(0, len(features), 256)
+            ]
+        )
 
-    def train_round(self, anchor_feats: np.ndarray, view_feats: np.ndarray, targets: np.ndarray,
-                    rng: np.random.Generator) -> float:
+    def train_round(
+        self, anchor_feats: np.ndarray, view_feats: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+    ) -> float:
         """Passes over one round's views; returns the mean loss of the last pass."""
         o = self.options
         n = len(anchor_feats)
@@ -164,13 +179,16 @@ class Trainer:
             order = np.concatenate([np.arange(int(s), min(int(s) + RUN_LENGTH, n)) for s in runs])
             losses = []
             for i in range(0, n, o.batch):
-                idx = order[i:i + o.batch]
+                idx = order[i : i + o.batch]
                 if len(idx) < 2:
                     continue
                 views = view_feats[idx].reshape(-1, *view_feats.shape[2:])
                 owners = np.repeat(np.arange(len(idx)), o.views).astype("int32")
-                losses.append(float(self._step(anchor_feats[idx].astype("float32"), views.astype("float32"), owners,
-                                               targets[idx])))
+                losses.append(
+                    float(
+                        self._step(anchor_feats[idx].astype("float32"), views.astype("float32"), owners, targets[idx])
+                    )
+                )
         return float(np.mean(losses)) if losses else float("nan")
 
     def save_checkpoint(self, done_rounds: int, state: dict) -> None:
@@ -207,8 +225,13 @@ def view_top1(anchors: np.ndarray, views: np.ndarray) -> float:
     return float(np.mean(np.argmax(views @ anchors.T, axis=1) == owners))
 
 
-def train_model(settings: Settings, folders: list[Path], out: Path | None = None,
-                options: TrainOptions | None = None, progress: bool = True) -> str:
+def train_model(
+    settings: Settings,
+    folders: list[Path],
+    out: Path | None = None,
+    options: TrainOptions | None = None,
+    progress: bool = True,
+) -> str:
     """Train a model on the library's (and `folders`') frames into a new models/animeback-v<N>; returns a summary."""
     options = options or TrainOptions()
     out = out or next_model_folder(settings.path("models"))
@@ -224,14 +247,20 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
     targets = trainer.embed(clean)  # the untrained model's vectors, before any checkpoint is loaded
     state = trainer.load_checkpoint()
     if state and {k: state.get(k) for k in signature} != signature:
-        raise AnimeBackError(f"{out / CHECKPOINT_DIR} belongs to a run with other videos or options; "
-                             "delete it or choose another --out")
+        raise AnimeBackError(
+            f"{out / CHECKPOINT_DIR} belongs to a run with other videos or options; delete it or choose another --out"
+        )
     done = state["rounds_done"] if state else 0
     history = state["history"] if state else []
     if done:
         log.info("resuming %s after round %d of %d", out, done, options.rounds)
-    log.info("training on %d frames of %d video(s), %d rounds of %d views", len(anchors), len(used),
-             options.rounds, options.views)
+    log.info(
+        "training on %d frames of %d video(s), %d rounds of %d views",
+        len(anchors),
+        len(used),
+        options.rounds,
+        options.views,
+    )
     bar = tqdm(total=options.rounds, initial=done, desc="training", unit="round", disable=not progress)
     for round_number in range(done, options.rounds):
         rng = np.random.default_rng([options.seed, round_number])
@@ -249,15 +278,27 @@ def train_model(settings: Settings, folders: list[Path], out: Path | None = None
     trainer.head.save_weights(out / HEAD_NAME)
     numbered = VERSIONED_NAME.fullmatch(out.name)
     version = int(numbered.group(1)) if numbered else 1
-    card = ModelCard(name="animeback", version=version, dim=pca.dim, training={
-        "videos": [v.name for v in used], "frames": len(anchors), "options": asdict(options),
-        "history": history, "seconds": round(time.monotonic() - started), "initial_projection": pca.fingerprint()})
+    card = ModelCard(
+        name="animeback",
+        version=version,
+        dim=pca.dim,
+        training={
+            "videos": [v.name for v in used],
+            "frames": len(anchors),
+            "options": asdict(options),
+            "history": history,
+            "seconds": round(time.monotonic() - started),
+            "initial_projection": pca.fingerprint(),
+        },
+    )
     card.save(out)
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-    return (f"trained {out} on {len(anchors)} frames of {len(used)} video(s) in "
-            f"{time.monotonic() - started:.0f} s; fresh-view top-1 {history[0]['fresh_view_top1']:.3f} -> "
-            f"{history[-1]['fresh_view_top1']:.3f}\nto use it: set features.model to \"{_config_path(out, settings)}\" "
-            "in config.json and run `python run.py process --reindex`")
+    return (
+        f"trained {out} on {len(anchors)} frames of {len(used)} video(s) in "
+        f"{time.monotonic() - started:.0f} s; fresh-view top-1 {history[0]['fresh_view_top1']:.3f} -> "
+        f'{history[-1]["fresh_view_top1"]:.3f}\nto use it: set features.model to "{_config_path(out, settings)}" '
+        "in config.json and run `python run.py process --reindex`"
+    )
 
 
 def _config_path(folder: Path, settings: Settings) -> str:

@@ -78,8 +78,9 @@ def fetch_image(url: str, max_bytes: int, timeout_s: float, extra_networks: list
 
 def fetch_query_image(settings, url: str) -> bytes:
     """fetch_image with the configured limits (search.max_image_bytes, server.fetch_*)."""
-    return fetch_image(url, settings.search.max_image_bytes, settings.server.fetch_timeout_s,
-                       settings.server.fetch_allow_networks)
+    return fetch_image(
+        url, settings.search.max_image_bytes, settings.server.fetch_timeout_s, settings.server.fetch_allow_networks
+    )
 
 
 def _request(url: str, scheme: str, host: str, port: int, address: str, deadline: float):
@@ -92,14 +93,26 @@ def _request(url: str, scheme: str, host: str, port: int, address: str, deadline
     timeout = urllib3.Timeout(connect=remaining, read=remaining)
     pool: urllib3.HTTPConnectionPool
     if scheme == "https":  # connect to the vetted address, verify the certificate for the host name
-        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, server_hostname=host,
-                                           assert_hostname=host, cert_reqs="CERT_REQUIRED")
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeout,
+            retries=False,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+        )
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
     try:
-        return pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": "AnimeBack image fetcher",
-                                                  "Accept": "image/*"},
-                            redirect=False, preload_content=False, assert_same_host=False)
+        return pool.urlopen(
+            "GET",
+            path,
+            headers={"Host": host_header, "User-Agent": "AnimeBack image fetcher", "Accept": "image/*"},
+            redirect=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
     except urllib3.exceptions.HTTPError as exc:
         raise FetchError(f"Failed to fetch image {url}: {type(exc).__name__}") from None
 

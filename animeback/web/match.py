@@ -22,8 +22,7 @@ _FALSE = ("false", "0", "no", "off")
 
 
 def _envelope(method: str, result: list, status: int = 200, error: str | None = None):
-    body = {"status": "fail" if error else "ok", "error": [error] if error else [], "method": method,
-            "result": result}
+    body = {"status": "fail" if error else "ok", "error": [error] if error else [], "method": method, "result": result}
     response = jsonify(body)
     response.status_code = status
     return response
@@ -109,8 +108,7 @@ def search():
     all_orientations = (_param("all_orientations") or "true").lower() not in _FALSE
     limit = _int_param("limit", svc.settings.match.max_results, 1, 1000)
     matches = svc.stills.search(_image(), all_orientations, limit)
-    return _envelope("search", [{"score": m.score, "filepath": m.filepath, "metadata": m.metadata}
-                                for m in matches])
+    return _envelope("search", [{"score": m.score, "filepath": m.filepath, "metadata": m.metadata} for m in matches])
 
 
 @bp.post("/compare")

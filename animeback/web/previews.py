@@ -82,17 +82,39 @@ class PreviewSigner:
         return PreviewRef(int(episode), float(at), int(expires))
 
 
-def find_shot(video: Path, at: float, duration: float, max_side_s: float, ffmpeg: str = "ffmpeg") -> tuple[float, float]:
+def find_shot(
+    video: Path, at: float, duration: float, max_side_s: float, ffmpeg: str = "ffmpeg"
+) -> tuple[float, float]:
     """The shot containing `at` (from ffmpeg's scene cuts), at most max_side_s on each side of it."""
     start = max(0.0, at - max_side_s)
     end = min(duration, at + max_side_s) if duration > 0 else at + max_side_s
-    args = [ffmpeg, "-hide_banner", "-nostdin", "-ss", f"{start:.3f}", "-t", f"{end - start:.3f}", "-i", str(video),
-            "-an", "-sn", "-vf", f"scale=160:-2,select='gt(scene,{SCENE_THRESHOLD})',showinfo", "-f", "null", "-"]
+    args = [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-ss",
+        f"{start:.3f}",
+        "-t",
+        f"{end - start:.3f}",
+        "-i",
+        str(video),
+        "-an",
+        "-sn",
+        "-vf",
+        f"scale=160:-2,select='gt(scene,{SCENE_THRESHOLD})',showinfo",
+        "-f",
+        "null",
+        "-",
+    ]
     result = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=60)
     if result.returncode != 0:
         raise MediaError(f"cannot read the preview of this episode: {result.stderr.strip()[-200:]}")
-    cuts = [start + float(m) for line in result.stderr.splitlines() if "showinfo" in line
-            for m in _SHOWINFO_TIME.findall(line)]
+    cuts = [
+        start + float(m)
+        for line in result.stderr.splitlines()
+        if "showinfo" in line
+        for m in _SHOWINFO_TIME.findall(line)
+    ]
     before = [c for c in cuts if c <= at]
     after = [c for c in cuts if c > at + 0.05]
     return (max(before) if before else start), (min(after) if after else end)
@@ -102,10 +124,33 @@ def render_clip(video: Path, start: float, end: float, width: int, mute: bool, f
     """An mp4 (H.264, faststart) of [start, end) scaled to width, with or without its audio."""
     with tempfile.TemporaryDirectory(prefix="animeback-clip-") as tmp:
         out = Path(tmp) / "clip.mp4"
-        args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{start:.3f}", "-i", str(video),
-                "-t", f"{max(0.1, end - start):.3f}", "-vf", f"scale={width}:-2", "-sn", "-dn",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart"]
+        args = [
+            ffmpeg,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-ss",
+            f"{start:.3f}",
+            "-i",
+            str(video),
+            "-t",
+            f"{max(0.1, end - start):.3f}",
+            "-vf",
+            f"scale={width}:-2",
+            "-sn",
+            "-dn",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "28",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+        ]
         args += ["-an"] if mute else ["-c:a", "aac", "-b:a", "96k"]
         result = subprocess.run([*args, str(out)], capture_output=True, text=True, errors="replace", timeout=120)
         if result.returncode != 0 or not out.exists():
@@ -117,8 +162,26 @@ def render_still(video: Path, at: float, width: int, fmt: str, ffmpeg: str = "ff
     """One frame at `at`, scaled to width, encoded as JPEG or WebP."""
     from PIL import Image
 
-    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{at:.3f}", "-i", str(video),
-            "-frames:v", "1", "-vf", f"scale={width}:-2", "-f", "image2pipe", "-c:v", "png", "pipe:1"]
+    args = [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-ss",
+        f"{at:.3f}",
+        "-i",
+        str(video),
+        "-frames:v",
+        "1",
+        "-vf",
+        f"scale={width}:-2",
+        "-f",
+        "image2pipe",
+        "-c:v",
+        "png",
+        "pipe:1",
+    ]
     result = subprocess.run(args, capture_output=True, timeout=60)
     if result.returncode != 0 or not result.stdout:
         raise MediaError("cannot extract the preview image")
@@ -133,4 +196,3 @@ def preview_source(settings: Settings, record) -> Path:
     if record.preview and (settings.data_path / record.preview).exists():
         return settings.data_path / record.preview
     return settings.library_path / record.relpath
-

@@ -16,13 +16,18 @@ def anilist_info(series_id: str, metadata: dict) -> dict:
     if isinstance(metadata.get("title"), str) and not (titles.get("romaji") or titles.get("english")):
         titles["romaji"] = metadata["title"]  # the library's display title, where clients look for a Latin one
     info = {k: v for k, v in metadata.items() if k not in ("title", "titles")}
-    info.update(id=series_key(series_id), title=titles, synonyms=metadata.get("synonyms", []),
-                isAdult=bool(metadata.get("isAdult", False)))
+    info.update(
+        id=series_key(series_id),
+        title=titles,
+        synonyms=metadata.get("synonyms", []),
+        isAdult=bool(metadata.get("isAdult", False)),
+    )
     return info
 
 
-def trace_moe_result(match: SceneMatch, series_info: dict | None = None, video: str | None = None,
-                     image: str | None = None) -> dict:
+def trace_moe_result(
+    match: SceneMatch, series_info: dict | None = None, video: str | None = None, image: str | None = None
+) -> dict:
     """A match in trace.moe's result shape; with series_info, `anilist` is that metadata in AniList's shape."""
     anilist = series_key(match.series_id) if series_info is None else anilist_info(match.series_id, series_info)
     episode = match.episode
@@ -47,5 +52,10 @@ def trace_moe_response(outcome: SearchOutcome, results: list[dict]) -> dict:
     """The full trace.moe response body, plus the query region searched and whether the picture was blank."""
     box = outcome.box
     region = {"x": box.x, "y": box.y, "width": box.w, "height": box.h} if box else None
-    return {"frameCount": outcome.frame_count, "error": "", "result": results, "region": region,
-            "uninformative": outcome.uninformative}
+    return {
+        "frameCount": outcome.frame_count,
+        "error": "",
+        "result": results,
+        "region": region,
+        "uninformative": outcome.uninformative,
+    }

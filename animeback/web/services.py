@@ -121,8 +121,9 @@ class Services:
             spec = api.keys.get(key)
             if spec is None:
                 raise InvalidKeyError("Invalid API key")
-            return Caller(spec.get("id", key[:8]), spec.get("priority", 1), spec.get("concurrency", 0),
-                          spec.get("quota", 0))
+            return Caller(
+                spec.get("id", key[:8]), spec.get("priority", 1), spec.get("concurrency", 0), spec.get("quota", 0)
+            )
         if api.rate_limit_per_minute:
             admitted, _ = self.counters.add(f"rate/{address}", 1, 60.0, api.rate_limit_per_minute)
             if not admitted:

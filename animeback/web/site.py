@@ -17,8 +17,10 @@ OPENAPI_FILE = "openapi.json"
 
 def _page(name: str):
     response = send_from_directory(STATIC_DIR, name, max_age=0)
-    response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' blob: data: https: http:; "
-                                                   "media-src 'self' blob:; style-src 'self'; script-src 'self'")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' blob: data: https: http:; "
+        "media-src 'self' blob:; style-src 'self'; script-src 'self'"
+    )
     return response
 
 
@@ -59,9 +61,19 @@ def status():
     index = svc.index
     stats = index.catalogue.get_meta("stats") or index.refresh_stats()
     settings = svc.settings
-    backend = (f"Milvus server at {settings.milvus.uri}" if settings.milvus_server
-               else f"Milvus Lite (embedded) in {settings.milvus_uri}")
-    return jsonify(series=stats["series"], episodes=stats["episodes"], failed=stats["failed"],
-                   frames=stats["vectors"], hours=round(stats["video_seconds"] / 3600, 3),
-                   index_bytes=_folder_bytes(settings.data_path), model=index.indexed_model() or index.model_name,
-                   milvus=backend, stills=svc.stills.count())
+    backend = (
+        f"Milvus server at {settings.milvus.uri}"
+        if settings.milvus_server
+        else f"Milvus Lite (embedded) in {settings.milvus_uri}"
+    )
+    return jsonify(
+        series=stats["series"],
+        episodes=stats["episodes"],
+        failed=stats["failed"],
+        frames=stats["vectors"],
+        hours=round(stats["video_seconds"] / 3600, 3),
+        index_bytes=_folder_bytes(settings.data_path),
+        model=index.indexed_model() or index.model_name,
+        milvus=backend,
+        stills=svc.stills.count(),
+    )

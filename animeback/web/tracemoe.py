@@ -40,8 +40,9 @@ def query_image() -> bytes:
             raise BadImageError("the image is empty")
         return data
     if request.method == "POST" and request.content_length:
-        raise BadImageError(f"unsupported content type {mimetype!r}: send multipart/form-data, image/*, or "
-                            "application/octet-stream")
+        raise BadImageError(
+            f"unsupported content type {mimetype!r}: send multipart/form-data, image/*, or application/octet-stream"
+        )
     raise NoImageError("Method Not Allowed: no image given (send a file, a body or ?url=)")
 
 
@@ -77,8 +78,13 @@ def search():
 def me():
     svc = services()
     who = caller()
-    return jsonify(id=who.id, priority=who.priority, concurrency=who.concurrency or UNLIMITED,
-                   quota=who.quota or UNLIMITED, quotaUsed=svc.quota_used(who))
+    return jsonify(
+        id=who.id,
+        priority=who.priority,
+        concurrency=who.concurrency or UNLIMITED,
+        quota=who.quota or UNLIMITED,
+        quotaUsed=svc.quota_used(who),
+    )
 
 
 def _preview_request(token: str):
@@ -110,10 +116,10 @@ def video(token: str):
 def image(token: str):
     svc, ref, record, width = _preview_request(token)
     webp = request.accept_mimetypes.quality("image/webp") > 0 and "image/webp" in request.headers.get("Accept", "")
-    still = render_still(preview_source(svc.settings, record), ref.at, width, "webp" if webp else "jpeg",
-                         svc.settings.media.ffmpeg)
+    still = render_still(
+        preview_source(svc.settings, record), ref.at, width, "webp" if webp else "jpeg", svc.settings.media.ffmpeg
+    )
     response = Response(still, mimetype="image/webp" if webp else "image/jpeg")
     response.headers["Cache-Control"] = "max-age=86400"
     response.headers["Vary"] = "Accept"
     return response
-
