@@ -15,7 +15,7 @@ from animeback.config import updated
 from animeback.sources.synthetic import episode_scenes, grab_frame
 from animeback.web import create_app
 from animeback.web.previews import PreviewSigner
-from tests.conftest import LIBRARY
+from tests.conftest import LIBRARY, make_settings
 
 
 def _frame(library, tmp_path, entry=0, at=None, suffix=".jpg") -> tuple[bytes, float]:
@@ -156,6 +156,17 @@ def test_me_reports_caller_and_usage(client, indexed, tmp_path):
     assert client.get("/me").get_json()["quotaUsed"] == before["quotaUsed"] + 1
     client.post("/search", data=b"not an image", content_type="image/jpeg")  # a bad image costs no quota
     assert client.get("/me").get_json()["quotaUsed"] == before["quotaUsed"] + 1
+
+
+def test_limits_and_me_answer_without_loading_the_model(tmp_path):
+    settings = make_settings(tmp_path, tmp_path / "library", api={"rate_limit_per_minute": 2})
+    app = create_app(settings, warm=False)  # no index given, none opened in the background
+    client = app.test_client()
+    me = client.get("/me", environ_base={"REMOTE_ADDR": "192.0.2.9"})
+    assert me.status_code == 200 and me.get_json()["quotaUsed"] == 0
+    statuses = [client.get("/me", environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code for _ in range(2)]
+    assert statuses == [200, 429]  # the rate limit counts in the store host...
+    assert app.extensions["animeback"]._index is None  # ...and the model was never needed for it
 
 
 def _ffprobe_duration(data: bytes, tmp_path) -> tuple[float, str]:
