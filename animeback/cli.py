@@ -44,10 +44,14 @@ def cmd_process(args, settings) -> int:
     from .ingest.indexer import process_library
 
     with _open_index(settings) as index:
-        report = process_library(index, reindex=args.reindex, progress=not args.quiet)
-    print(report.summary())
-    for error in report.errors:
-        print(f"failed: {error}", file=sys.stderr)
+        report = process_library(
+            index,
+            reindex=args.reindex,
+            progress=not args.quiet,
+            allow_empty=args.allow_empty,
+            allow_removal=args.allow_removal,
+        )
+    print(report.summary())  # each failure was logged once as it happened
     return EXIT_ERROR if report.failed and not report.indexed and not report.skipped else 0
 
 
@@ -113,9 +117,7 @@ def cmd_download_bilibili(args, settings) -> int:
 
     queue = list(args.season) if args.season else None
     report = download_queue(settings, queue=queue, progress=not args.quiet, process=True if args.process else None)
-    print(report.summary())
-    for error in report.errors:
-        print(f"failed: {error}", file=sys.stderr)
+    print(report.summary())  # each failure was logged once as it happened
     return EXIT_ERROR if report.failed else 0
 
 
@@ -156,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index every episode of the library not yet indexed; resumable at any point.",
     )
     p.add_argument("--reindex", action="store_true", help="drop the whole index and rebuild it (after a model change)")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a missing or empty library folder (and so remove every indexed episode)",
+    )
+    p.add_argument(
+        "--allow-removal",
+        action="store_true",
+        help="remove however many vanished episodes (above process.max_removal_share of the index)",
+    )
     p.set_defaults(func=cmd_process)
 
     p = sub.add_parser("search", help="find the scene of a screenshot", description="Find the scene of a screenshot.")

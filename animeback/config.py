@@ -107,6 +107,12 @@ class BilibiliSettings:
 
 
 @dataclass(frozen=True)
+class ProcessSettings:
+    max_removal_share: float = 0.5
+    retry_failed_after_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     host_idle_s: float = 30.0
 
@@ -129,6 +135,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
     stores: StoreSettings = field(default_factory=StoreSettings)
     match: MatchSettings = field(default_factory=MatchSettings)
     bilibili: BilibiliSettings = field(default_factory=BilibiliSettings)
@@ -194,6 +201,8 @@ _LIMITS: dict[str, Any] = {
     "api.anonymous_quota": (0, 1 << 31),
     "api.anonymous_concurrency": (0, 10_000),
     "api.rate_limit_per_minute": (0, 1_000_000),
+    "process.max_removal_share": (0.0, 1.0),
+    "process.retry_failed_after_s": (0.0, 30 * 86400.0),
     "stores.host_idle_s": (0.5, 86400.0),
     "match.max_results": (1, 1000),
     "bilibili.quality": (16, 127),

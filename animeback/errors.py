@@ -18,9 +18,22 @@ class ConfigError(AnimeBackError):
 
 
 class MediaError(AnimeBackError):
-    """A video could not be read: not a video, corrupt, truncated, empty or unreadable."""
+    """A video could not be read: not a video, corrupt, truncated, empty or unreadable.
+
+    `environmental` says the cause lies outside the file (ffmpeg missing, permission denied, a full disk), so
+    indexing it again may succeed once that is fixed, with the file unchanged."""
 
     status = 422
+
+    def __init__(self, message: str, environmental: bool = False):
+        super().__init__(message)
+        self.environmental = environmental
+
+
+class LibraryError(AnimeBackError):
+    """The library folder cannot be trusted for this run: missing, empty, or missing much of what is indexed."""
+
+    status = 409
 
 
 class BadRequestError(AnimeBackError):

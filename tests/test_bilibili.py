@@ -100,7 +100,7 @@ def test_download_selected_episodes_with_metadata_then_skip_on_rerun(tmp_path, f
     # quality fallback: the second season offers 720P at best, and the log says so
     assert "1080P is not available; took 720P" in caplog.text
     # `process` reads the layout: series folder, episode numbers from the names
-    files = {f.relpath: f for f in scan_library(settings.library_path)}
+    files = {f.relpath: f for f in scan_library(settings.library_path).files}
     assert "4001/Fake Show - 03.mp4" in files and files["4001/Fake Show - 03.mp4"].series_id == "4001"
     # nothing half-written anywhere, no parts left behind
     assert not [p for p in settings.library_path.rglob("*") if p.name.startswith(".")]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import MediaError
+from ..errors import LibraryError, MediaError
 from ..imaging import halves
 from ..index import Index
 from ..model.mobilenet import INPUT_SIZE
@@ -36,6 +36,7 @@ from .media import FrameSampler, open_video
 log = logging.getLogger(__name__)
 
 PREVIEW_DIR = "previews"
+MAX_RETRY_BACKOFF_S = 86400.0  # a file that keeps failing the same way is still tried once a day
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ProcessReport:
     repaired: int = 0
     verified_missing: int = 0  # indexed episodes whose vectors Milvus had lost (re-indexed)
     orphans_deleted: int = 0  # episodes' worth of vectors in Milvus with no record (deleted)
+    previews_deleted: int = 0  # preview files no record names (left by an interrupted run or a reindex)
     video_seconds: float = 0.0
     frames_sampled: int = 0
     frames_kept: int = 0
@@ -62,6 +64,12 @@ class ProcessReport:
             f"skipped {self.skipped} unchanged, removed {self.removed}, failed {self.failed}; "
             f"frames sampled {self.frames_sampled}, kept {self.frames_kept}, vectors written "
             f"{self.vectors_written}; wall time {self.wall_seconds:.1f} s"
+            + (
+                f"; re-indexed {self.verified_missing} episode(s) whose vectors Milvus had lost"
+                if self.verified_missing
+                else ""
+            )
+            + (f"; deleted the vectors of {self.orphans_deleted} unknown episode(s)" if self.orphans_deleted else "")
         )
 
 
@@ -86,6 +94,57 @@ def repair(index: Index) -> int:
         elif record.status == EpisodeStatus.FAILED and record.frames_kept:
             _remove_episode(index, record)
     return count
+
+
+def _check_removals(
+    library: Path,
+    files: list[EpisodeFile],
+    records: dict[str, EpisodeRecord],
+    gone: list[EpisodeRecord],
+    max_share: float,
+    allow_empty: bool,
+    allow_removal: bool,
+) -> None:
+    """Refuse a run that would empty the index because the library folder is missing, empty or half there."""
+    if allow_empty:
+        return
+    if not library.is_dir():
+        raise LibraryError(
+            f"the library folder {library} does not exist (not mounted? a typo in library_dir?); "
+            f"nothing was changed. `process --allow-empty` indexes an empty library"
+        )
+    indexed = sum(1 for r in records.values() if r.status == EpisodeStatus.INDEXED)
+    if not files and indexed:
+        raise LibraryError(
+            f"the library folder {library} holds no episodes, but {indexed} are indexed; nothing was "
+            f"removed. `process --allow-empty` removes them all"
+        )
+    if allow_removal or not indexed:
+        return
+    leaving = sum(1 for r in gone if r.status == EpisodeStatus.INDEXED)
+    if leaving > max_share * indexed:
+        raise LibraryError(
+            f"{leaving} of the {indexed} indexed episodes are gone from {library}; removing more "
+            f"than {max_share:.0%} at once (process.max_removal_share) needs `process "
+            f"--allow-removal`; nothing was removed"
+        )
+
+
+def _delete_stray_previews(index: Index) -> int:
+    """Delete preview files that no record names: `.part` files of interrupted runs, previews of removed episodes
+    (the writer lock is held, so no other run is writing one now)."""
+    folder = index.settings.data_path / PREVIEW_DIR
+    if not folder.is_dir():
+        return 0
+    named = {r.preview for r in index.catalogue.episodes() if r.preview}
+    deleted = 0
+    for path in folder.iterdir():
+        if f"{PREVIEW_DIR}/{path.name}" not in named and path.is_file():
+            path.unlink(missing_ok=True)
+            deleted += 1
+    if deleted:
+        log.info("deleted %d preview file(s) that no episode uses", deleted)
+    return deleted
 
 
 def verify(index: Index) -> tuple[int, int]:
@@ -210,64 +269,104 @@ class EpisodeIndexer:
         return record
 
 
-def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str) -> None:
-    # Keep a "failed" record (no vectors) so `status` can show why; it is retried when the file changes.
+def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str, environmental: bool) -> None:
+    """Keep a "failed" record (no vectors) so `status` can show the current cause, and say when to try again: a
+    cause outside the file (environmental) on the next run; a file that fails the same way again after a back-off
+    that doubles each time (process.retry_failed_after_s, at most a day); a changed file at once."""
     catalogue = index.catalogue
-    for record in catalogue.episodes():
-        if record.relpath == file.relpath and record.status in (EpisodeStatus.INDEXING, EpisodeStatus.FAILED):
-            index.vectors.delete_episode(record.id)
-            catalogue.delete_frames(record.id)
-            record.status, record.error, record.frames_kept, record.vectors = EpisodeStatus.FAILED, error, 0, 0
-            record.size, record.mtime_ns, record.content_hash = file.size, file.mtime_ns, digest
-            catalogue.put_episode(record)
-            return
-    catalogue.put_episode(
-        EpisodeRecord(
+    matching = [
+        r
+        for r in catalogue.episodes()
+        if r.relpath == file.relpath and r.status in (EpisodeStatus.INDEXING, EpisodeStatus.FAILED)
+    ]
+    for other in matching:  # the attempt that just failed may have written some vectors
+        index.vectors.delete_episode(other.id)
+        catalogue.delete_frames(other.id)
+    record = next((r for r in matching if r.status == EpisodeStatus.FAILED), matching[0] if matching else None)
+    for other in matching:
+        if other is not record:
+            catalogue.delete_episode(other.id)
+    if record is not None:
+        same = record.error == error and record.content_hash == digest
+        attempts = int(record.extra.get("attempts", 1)) + 1 if same else 1
+    else:
+        record = EpisodeRecord(
             id=catalogue.new_episode_id(),
             series_id=file.series_id,
             relpath=file.relpath,
             status=EpisodeStatus.FAILED,
-            size=file.size,
-            mtime_ns=file.mtime_ns,
-            content_hash=digest,
             episode=file.episode,
-            error=error,
         )
-    )
+        attempts = 1
+    record.status, record.error, record.frames_kept, record.vectors = EpisodeStatus.FAILED, error, 0, 0
+    record.size, record.mtime_ns, record.content_hash = file.size, file.mtime_ns, digest
+    record.extra = {**record.extra, "attempts": attempts, "failed_at": time.time(), "environmental": environmental}
+    catalogue.put_episode(record)
 
 
-def process_library(index: Index, reindex: bool = False, progress: bool = True) -> ProcessReport:
-    """Bring the index in line with the library folder; see the module docstring for the guarantees."""
+def retry_due(record: EpisodeRecord, first_backoff_s: float, now: float | None = None) -> bool:
+    """Whether a failed, unchanged file is to be tried again: always when the cause lay outside it, else once its
+    back-off has passed (first_backoff_s, doubling with each failure of the same kind, at most a day)."""
+    if record.extra.get("environmental", False):
+        return True
+    attempts = int(record.extra.get("attempts", 1))
+    backoff = min(first_backoff_s * 2 ** (attempts - 1), MAX_RETRY_BACKOFF_S)
+    return (time.time() if now is None else now) >= float(record.extra.get("failed_at", 0.0)) + backoff
+
+
+def process_library(
+    index: Index, reindex: bool = False, progress: bool = True, allow_empty: bool = False, allow_removal: bool = False
+) -> ProcessReport:
+    """Bring the index in line with the library folder; see the module docstring for the guarantees.
+
+    A missing or empty library folder removes nothing unless `allow_empty`; nor does one that lacks more than
+    process.max_removal_share of the indexed episodes, unless `allow_removal` (an unmounted disk, a typo)."""
     with index.writing():
-        return _process_library(index, reindex, progress)
+        return _process_library(index, reindex, progress, allow_empty, allow_removal)
 
 
-def _process_library(index: Index, reindex: bool, progress: bool) -> ProcessReport:
+def _process_library(
+    index: Index, reindex: bool, progress: bool, allow_empty: bool, allow_removal: bool
+) -> ProcessReport:
     started = time.monotonic()
     settings = index.settings
     report = ProcessReport()
+    scan = scan_library(settings.library_path)
+    files = scan.files
+    on_disk = {f.relpath: f for f in files}
+    records = {r.relpath: r for r in index.catalogue.episodes()}
+    # Checked before anything changes: a library that is not there must not empty the index.
+    _check_removals(
+        settings.library_path,
+        files,
+        records,
+        [r for p, r in records.items() if p not in on_disk],
+        settings.process.max_removal_share,
+        allow_empty,
+        allow_removal,
+    )
     if reindex:
         log.info("re-indexing everything with %s", index.model_name)
         index.reset()
     index.check_model()
     report.repaired = repair(index)
     report.verified_missing, report.orphans_deleted = verify(index)
-    files = scan_library(settings.library_path)
-    if not settings.library_path.is_dir():
-        log.warning("library folder %s does not exist: nothing to index", settings.library_path)
-    on_disk = {f.relpath: f for f in files}
-    records = {r.relpath: r for r in index.catalogue.episodes()}
-    for relpath, record in records.items():
-        if relpath not in on_disk:
-            log.info("removing %s (file is gone)", relpath)
-            _remove_episode(index, record)
-            report.removed += 1
+    records = {r.relpath: r for r in index.catalogue.episodes()}  # what repair and verify left
+    for problem in scan.skipped:
+        log.error("%s", problem)
+        report.failed += 1
+        report.errors.append(problem)
+    for record in [r for p, r in records.items() if p not in on_disk]:
+        log.info("removing %s (file is gone)", record.relpath)
+        _remove_episode(index, record)
+        report.removed += 1
+    report.previews_deleted = _delete_stray_previews(index)
     for series_id in sorted({f.series_id for f in files}):
         metadata = read_series_metadata(settings.library_path / series_id)
         if metadata != (index.catalogue.get_series(series_id) or {}):
             index.catalogue.put_series(series_id, metadata)
     worker = EpisodeIndexer(index, progress)
-    todo = [f for f in files if not _unchanged(records.get(f.relpath), f)]
+    todo = [f for f in files if not _unchanged(records.get(f.relpath), f, settings.process.retry_failed_after_s)]
     report.skipped = len(files) - len(todo)
     try:
         _index_files(index, worker, todo, records, report)
@@ -285,7 +384,7 @@ def _index_files(
         try:
             digest = content_hash(file.path)
         except OSError as exc:
-            _fail(index, report, file, "", f"{file.path}: cannot read ({exc.strerror or exc})")
+            _fail(index, report, file, "", f"{file.path}: cannot read ({exc.strerror or exc})", environmental=True)
             continue
         if previous and previous.status == EpisodeStatus.INDEXED and previous.content_hash == digest:
             previous.size, previous.mtime_ns = file.size, file.mtime_ns  # touched, not changed
@@ -299,8 +398,10 @@ def _index_files(
         try:
             record = worker.run(file, digest)
         except MediaError as exc:
-            _fail(index, report, file, digest, exc.message)
+            _fail(index, report, file, digest, exc.message, exc.environmental)
             continue
+        if previous and previous.status == EpisodeStatus.FAILED:
+            index.catalogue.delete_episode(previous.id)  # its cause is history now: `status` no longer lists it
         report.indexed += 1
         report.video_seconds += record.duration
         report.frames_sampled += record.frames_sampled
@@ -308,14 +409,19 @@ def _index_files(
         report.vectors_written += record.vectors
 
 
-def _unchanged(record: EpisodeRecord | None, file: EpisodeFile) -> bool:
+def _unchanged(record: EpisodeRecord | None, file: EpisodeFile, first_backoff_s: float) -> bool:
+    """Whether a file needs no work this run: indexed and untouched, or failed and not yet due for a retry."""
     if record is None or record.size != file.size or record.mtime_ns != file.mtime_ns:
         return False
-    return record.status == EpisodeStatus.INDEXED or (record.status == EpisodeStatus.FAILED and bool(record.error))
+    if record.status == EpisodeStatus.FAILED:
+        return not retry_due(record, first_backoff_s)
+    return record.status == EpisodeStatus.INDEXED
 
 
-def _fail(index: Index, report: ProcessReport, file: EpisodeFile, digest: str, message: str) -> None:
-    log.error("%s", message)
-    _record_failure(index, file, digest, message)
+def _fail(
+    index: Index, report: ProcessReport, file: EpisodeFile, digest: str, message: str, environmental: bool = False
+) -> None:
+    log.error("%s", message)  # said once, as it happens; the CLI's summary counts it
+    _record_failure(index, file, digest, message, environmental)
     report.failed += 1
     report.errors.append(message)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,27 +61,66 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def scan_library(root: Path) -> list[EpisodeFile]:
-    """Every video file under root/<series id>/, sorted by path; other files are ignored."""
+@dataclass(frozen=True)
+class LibraryScan:
+    """What a library folder holds: its video files, and what looked like one but cannot be indexed, and why."""
+
+    files: list[EpisodeFile]
+    skipped: list[str]  # "<path>: <why>", one per entry
+
+
+def scan_library(root: Path) -> LibraryScan:
+    """Every video file under root/<series id>/, sorted by path. Files that are not videos are ignored; entries
+    named like videos that are no file (a folder, a dangling symbolic link, a link loop) and series folders whose
+    names are not UTF-8 are listed as skipped, with the reason."""
     if not root.is_dir():
-        return []
-    found = []
+        return LibraryScan([], [])
+    found, skipped = [], []
     for series_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not _is_utf8(series_dir.name):
+            # The series id goes to Milvus and to clients as text; a file name is kept losslessly instead.
+            skipped.append(f"{series_dir}: the folder name is not valid UTF-8; rename it to index its episodes")
+            continue
         for path in sorted(series_dir.iterdir()):
-            if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file() or path.name.startswith("."):
+            if path.suffix.lower() not in VIDEO_EXTENSIONS or path.name.startswith("."):
                 continue
-            stat = path.stat()
+            why = _not_a_file(path)
+            if why:
+                skipped.append(f"{path}: {why}")
+                continue
+            info = path.stat()
             found.append(
                 EpisodeFile(
                     series_dir.name,
                     f"{series_dir.name}/{path.name}",
                     path,
-                    stat.st_size,
-                    stat.st_mtime_ns,
+                    info.st_size,
+                    info.st_mtime_ns,
                     parse_episode_number(path.name),
                 )
             )
-    return found
+    return LibraryScan(found, skipped)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # a name that is not UTF-8 on disk arrives with surrogate escapes
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_a_file(path: Path) -> str:
+    """Why an entry named like a video cannot be indexed ("" when it is a regular file, or a link to one)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing (its target is missing)" if path.is_symlink() else "vanished while read"
+    except OSError as exc:
+        return "a symbolic link loop" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return ""
+    return "a folder, not a video file" if stat.S_ISDIR(mode) else "not a regular file"
 
 
 def read_series_metadata(series_dir: Path) -> dict:

@@ -53,7 +53,7 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, capture_output=True, check=False)
     except FileNotFoundError:
-        raise MediaError(f"{cmd[0]} not found: install ffmpeg (apt-get install ffmpeg)") from None
+        raise MediaError(f"{cmd[0]} not found: install ffmpeg (apt-get install ffmpeg)", environmental=True) from None
 
 
 def _fraction(text: str) -> float:
@@ -73,9 +73,9 @@ def probe(path: Path, ffprobe: str = "ffprobe") -> VideoInfo:
     except FileNotFoundError:
         raise MediaError(f"{path}: file not found") from None
     except PermissionError:
-        raise MediaError(f"{path}: permission denied") from None
+        raise MediaError(f"{path}: permission denied", environmental=True) from None
     except OSError as exc:
-        raise MediaError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise MediaError(f"{path}: cannot read ({exc.strerror or exc})", environmental=True) from None
     if size == 0:
         raise MediaError(f"{path}: the file is empty (0 bytes)")
     cmd = [
@@ -321,7 +321,12 @@ class FrameSampler:
             self.close()
         message = self._stderr.decode(errors="replace").strip().splitlines()
         if returncode != 0:
-            raise MediaError(f"{self.path}: ffmpeg failed ({message[-1] if message else f'exit {returncode}'})")
+            text = "\n".join(message)
+            # A full disk or an unwritable preview folder is no fault of the file: it is tried again next run.
+            environmental = any(cause in text for cause in ("No space left on device", "Permission denied"))
+            raise MediaError(
+                f"{self.path}: ffmpeg failed ({message[-1] if message else f'exit {returncode}'})", environmental
+            )
         decoded = self.frames_read / self.fps
         if self.frames_read == 0 or decoded < MIN_DECODED_SHARE * self.info.duration - 1.0 / self.fps:
             raise MediaError(

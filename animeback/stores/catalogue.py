@@ -70,7 +70,9 @@ class EpisodeRecord:
 
     @property
     def filename(self) -> str:
-        return self.relpath.split("/", 1)[-1]
+        """The file's name as shown to people (bytes that are not UTF-8 shown as U+FFFD; relpath keeps them)."""
+        name = self.relpath.split("/", 1)[-1]
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class Catalogue:
@@ -115,9 +117,8 @@ class Catalogue:
 
     def put_episode(self, record: EpisodeRecord) -> None:
         """Write an episode record durably."""
-        self.db.put(
-            b"episode/%010d" % record.id, json.dumps(dataclasses.asdict(record), ensure_ascii=False).encode(), sync=True
-        )
+        # ASCII escapes keep a file name that is not UTF-8 on disk (surrogate escapes in Python) exactly as it is.
+        self.db.put(b"episode/%010d" % record.id, json.dumps(dataclasses.asdict(record)).encode(), sync=True)
 
     def get_episode(self, episode_id: int) -> EpisodeRecord | None:
         raw = self.db.get(b"episode/%010d" % episode_id)

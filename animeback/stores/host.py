@@ -22,7 +22,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import AnimeBackError, IndexBusyError
+from ..keys import read_or_create_key
 from . import rpc
 from .catalogue import Catalogue
 from .counters import Counters
@@ -64,18 +64,6 @@ class HostPaths:
         digest = hashlib.sha256(str(data).encode()).hexdigest()[:20]
         socket = os.path.join(tempfile.gettempdir(), f"animeback-{os.getuid()}-{digest}.sock")
         return cls(data, data / "host.lock", data / "host.key", socket, data / "host.log")
-
-
-def _read_or_create_key(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        key = secrets.token_bytes(32)
-        out.write(key)
-    return key
 
 
 class StoreHost:
@@ -127,7 +115,7 @@ class StoreHost:
     def serve(self) -> None:
         """Answer clients until idle for idle_s seconds."""
         Path(self.paths.socket).unlink(missing_ok=True)
-        listener = Listener(self.paths.socket, family="AF_UNIX", authkey=_read_or_create_key(self.paths.key))
+        listener = Listener(self.paths.socket, family="AF_UNIX", authkey=read_or_create_key(self.paths.key))
         os.chmod(self.paths.socket, 0o600)
         dispatcher = self.dispatcher()
         threading.Thread(target=self._accept, args=(listener, dispatcher), daemon=True).start()

@@ -48,7 +48,7 @@ def train_library_pca(
             f"train-pca refits the ImageNet model's PCA, but features.model is set to "
             f"{settings.features.model}; empty it first (a trained model has its own projection)"
         )
-    files = scan_library(settings.library_path)
+    files = scan_library(settings.library_path).files
     if not files:
         raise AnimeBackError(f"the library {settings.library_path} has no episodes to fit PCA on")
     embedder = Embedder.imagenet(settings, None)

@@ -73,7 +73,7 @@ def next_model_folder(models_dir: Path) -> Path:
 
 def training_videos(settings: Settings, folders: list[Path]) -> list[Path]:
     """The library's episodes plus the videos in extra folders, or raise when there is nothing to train on."""
-    videos = [f.path for f in scan_library(settings.library_path)] if settings.library_path.is_dir() else []
+    videos = [f.path for f in scan_library(settings.library_path).files]
     for folder in folders:
         if not folder.is_dir():
             raise AnimeBackError(f"{folder}: not a folder of videos")

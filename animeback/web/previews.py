@@ -10,9 +10,7 @@ import base64
 import hashlib
 import hmac
 import io
-import os
 import re
-import secrets
 import subprocess
 import tempfile
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import MediaError, PreviewExpiredError, PreviewTamperedError
+from ..keys import read_or_create_key
 
 WIDTHS = {"l": 640, "m": 320, "s": 160}
 SCENE_THRESHOLD = 0.12  # ffmpeg scene score of a cut: cuts in the test set scored 0.14-0.71, motion within shots < 0.09
@@ -47,15 +46,7 @@ class PreviewSigner:
         """The signer for an installation: server.secret, else a random key kept in the data folder."""
         if settings.server.secret:
             return cls(settings.server.secret.encode(), settings.server.preview_ttl_s)
-        path = settings.data_path / "preview.key"
-        settings.data_path.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(32))
-        except FileExistsError:
-            pass
-        return cls(path.read_bytes(), settings.server.preview_ttl_s)
+        return cls(read_or_create_key(settings.data_path / "preview.key"), settings.server.preview_ttl_s)
 
     def _mac(self, payload: bytes) -> str:
         digest = hmac.new(self.secret, payload, hashlib.sha256).digest()[:18]
