@@ -322,16 +322,20 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(
                 f"config key 'server.fetch_allow_networks' must list networks like \"10.0.0.0/8\"; got {network!r}"
             ) from None
-    for name, spec in settings.api.keys.items():
-        allowed = {"id": str, "priority": int, "concurrency": int, "quota": int}
+    for spec in settings.api.keys.values():
+        allowed: dict[str, type] = {"id": str, "priority": int, "concurrency": int, "quota": int, "admin": bool}
         if (
             not isinstance(spec, dict)
             or not set(spec) <= set(allowed)
-            or any(not isinstance(v, allowed[k]) or isinstance(v, bool) for k, v in spec.items())
+            or any(
+                not isinstance(v, allowed[k]) or (isinstance(v, bool) != (allowed[k] is bool)) for k, v in spec.items()
+            )
         ):
+            # the key itself is a secret: the message names its user (id), never the key
+            who = spec.get("id") if isinstance(spec, dict) and isinstance(spec.get("id"), str) else "?"
             raise ConfigError(
-                f"config key 'api.keys.{name}' must be an object with id (string), priority, "
-                f"concurrency and quota (integers); got {spec!r}"
+                f"config key 'api.keys' entry of user {who!r} must be an object with id (string), priority, "
+                f"concurrency and quota (integers) and admin (true/false)"
             )
 
 

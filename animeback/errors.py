@@ -104,6 +104,12 @@ class InvalidKeyError(AnimeBackError):
     status = 403
 
 
+class WriteForbiddenError(AnimeBackError):
+    """A write (adding or deleting a still) by a caller that may not write."""
+
+    status = 403
+
+
 class RateLimitError(AnimeBackError):
     """Too many requests per minute from one address."""
 

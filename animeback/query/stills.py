@@ -18,6 +18,47 @@ from ..model.pixels import to_model_input
 
 MAX_FILEPATH = 4096
 MAX_METADATA = 16 * 1024  # characters; at most 4 bytes each within a 65535-byte VARCHAR
+MAX_METADATA_DEPTH = 32  # nested objects and arrays
+
+
+def parse_metadata(raw: str) -> dict:
+    """A still's metadata from its JSON text: strict JSON (no NaN or Infinity, which strict parsers reject when it is
+    returned), an object, at most MAX_METADATA characters and MAX_METADATA_DEPTH levels, text that is valid Unicode."""
+    if len(raw) > MAX_METADATA:
+        raise BadParameterError(f"metadata is larger than {MAX_METADATA} characters")
+
+    def refuse(name: str) -> None:
+        raise BadParameterError(f"metadata is not strict JSON: {name} is not a JSON value")
+
+    try:
+        value = json.loads(raw, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise BadParameterError(f"metadata is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise BadParameterError(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise BadParameterError(f"metadata is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadParameterError("metadata must be a JSON object")
+    _check_metadata_value(value, 1)
+    return value
+
+
+def _check_metadata_value(value: object, depth: int) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise BadParameterError(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadParameterError("metadata holds text that is not valid Unicode (a lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_metadata_value(key, depth)
+            _check_metadata_value(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_metadata_value(item, depth + 1)
 
 
 @dataclass(frozen=True)

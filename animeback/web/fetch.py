@@ -21,13 +21,40 @@ MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
 
 
+# Networks Python's ipaddress rates global that no image is fetched from: IETF protocol assignments (192.0.0.8, the
+# dummy address, among them) and IPv6 site-local addresses (deprecated, still routed inside some networks).
+_NEVER_PUBLIC = tuple(ipaddress.ip_network(n) for n in ("192.0.0.0/24", "fec0::/10"))
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052, RFC 8215) and IPv4-compatible.
+_IPV4_IN_LOW_BITS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to, when it carries one: mapped (::ffff:a.b.c.d), NAT64, IPv4-compatible
+    (::a.b.c.d), 6to4 (2002:AABB:CCDD::) or Teredo (its client address)."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if any(ip in network for network in _IPV4_IN_LOW_BITS) and int(ip) > 1:  # not :: or ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_allowed(address: str, extra_networks: list[str]) -> bool:
     """True when an IP address is public, or inside one of the explicitly allowed networks."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            if ip.ipv4_mapped is None and not address_allowed(str(inner), extra_networks):
+                return False  # a tunnel or translator to an address inside the network: refused whatever wraps it
+            ip = inner if ip.ipv4_mapped else ip  # ::ffff:127.0.0.1 is loopback itself
     if any(ip in ipaddress.ip_network(n, strict=False) for n in extra_networks):
         return True
+    if any(ip.version == network.version and ip in network for network in _NEVER_PUBLIC):
+        return False
     return ip.is_global and not ip.is_multicast
 
 

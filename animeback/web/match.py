@@ -6,15 +6,14 @@ as form fields, multipart or query string, as in match.
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import AnimeBackError, BadImageError, BadParameterError, NotFoundError
 from ..query.decode import decode_query
+from ..query.stills import parse_metadata
 from .fetch import fetch_query_image
-from .services import http_error_message, services
+from .services import current_caller, http_error_message, services
 
 bp = Blueprint("match", __name__, url_prefix="/match")
 
@@ -74,26 +73,27 @@ def _int_param(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _writer() -> None:
+    """Admit a write: an admin key, or this machine while none is configured."""
+    svc = services()
+    svc.check_writer(current_caller(), request.remote_addr or "unknown")
+
+
 @bp.post("/add")
 def add():
+    _writer()
     filepath = _param("filepath")
     if not filepath:
         raise BadParameterError("missing filepath")
     raw = _param("metadata")
-    metadata = None
-    if raw:
-        try:
-            metadata = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BadParameterError(f"metadata is not valid JSON: {exc.msg}") from None
-        if not isinstance(metadata, dict):
-            raise BadParameterError("metadata must be a JSON object")
+    metadata = parse_metadata(raw) if raw else None
     services().stills.add(filepath, _image(), metadata)
     return _envelope("add", [])
 
 
 @bp.delete("/delete")
 def delete():
+    _writer()
     filepath = _param("filepath")
     if not filepath:
         raise BadParameterError("missing filepath")
@@ -105,16 +105,23 @@ def delete():
 @bp.post("/search")
 def search():
     svc = services()
+    who = current_caller()
     all_orientations = (_param("all_orientations") or "true").lower() not in _FALSE
     limit = _int_param("limit", svc.settings.match.max_results, 1, 1000)
-    matches = svc.stills.search(_image(), all_orientations, limit)
+    image = _image()
+    with svc.search_slot(who):  # a search of stills costs what a scene search does, and counts alike
+        matches = svc.stills.search(image, all_orientations, limit)
     return _envelope("search", [{"score": m.score, "filepath": m.filepath, "metadata": m.metadata} for m in matches])
 
 
 @bp.post("/compare")
 def compare():
-    stills = services().stills
-    return _envelope("compare", [{"score": stills.compare(_image("1"), _image("2"))}])
+    svc = services()
+    who = current_caller()
+    first, second = _image("1"), _image("2")
+    with svc.search_slot(who):
+        score = svc.stills.compare(first, second)
+    return _envelope("compare", [{"score": score}])
 
 
 @bp.get("/count")

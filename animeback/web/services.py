@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
 import time
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, request
 
 from ..config import Settings
-from ..errors import InvalidKeyError, QuotaError, RateLimitError, SearchQueueFullError
+from ..errors import InvalidKeyError, QuotaError, RateLimitError, SearchQueueFullError, WriteForbiddenError
 from ..index import Index
 from ..query.search import Searcher
 from ..query.stills import StillStore
@@ -32,6 +33,7 @@ class Caller:
     priority: int
     concurrency: int  # 0: unlimited
     quota: int  # per day; 0: unlimited
+    admin: bool = False  # may write (/match/add, /match/delete)
 
 
 class Services:
@@ -114,6 +116,17 @@ class Services:
     def quota_used(self, caller: Caller) -> int:
         return self.counters.get(f"quota/{time.strftime('%Y-%m-%d', time.gmtime())}/{caller.id}")
 
+    def check_writer(self, caller: Caller, address: str) -> None:
+        """Admit a write: an admin key's caller, or, while no admin key is configured, a caller on this machine."""
+        if caller.admin:
+            return
+        if any(spec.get("admin") for spec in self.settings.api.keys.values()):
+            raise WriteForbiddenError("Writing needs an admin API key (x-trace-key)")
+        if not _is_loopback(address):
+            raise WriteForbiddenError(
+                'Writing is allowed only from this machine until an admin API key is configured (api.keys, "admin": true)'
+            )
+
     def identify(self, key: str | None, address: str) -> Caller:
         """The caller behind a request (403 for an unknown key; 429 past the anonymous rate limit)."""
         api = self.settings.api
@@ -122,13 +135,30 @@ class Services:
             if spec is None:
                 raise InvalidKeyError("Invalid API key")
             return Caller(
-                spec.get("id", key[:8]), spec.get("priority", 1), spec.get("concurrency", 0), spec.get("quota", 0)
+                spec.get("id", key[:8]),
+                spec.get("priority", 1),
+                spec.get("concurrency", 0),
+                spec.get("quota", 0),
+                bool(spec.get("admin", False)),
             )
         if api.rate_limit_per_minute:
             admitted, _ = self.counters.add(f"rate/{address}", 1, 60.0, api.rate_limit_per_minute)
             if not admitted:
                 raise RateLimitError("Too many requests, please slow down")
         return Caller(address, 0, api.anonymous_concurrency, api.anonymous_quota)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def current_caller() -> Caller:
+    """The caller of the request being answered: its API key (x-trace-key header or key=), else its address."""
+    key = request.headers.get("x-trace-key") or request.args.get("key")
+    return services().identify(key, request.remote_addr or "unknown")
 
 
 def http_error_message(exc) -> str:

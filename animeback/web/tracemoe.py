@@ -10,17 +10,12 @@ from ..stores import EpisodeStatus
 from .fetch import fetch_query_image
 from .previews import WIDTHS, find_shot, preview_source, render_clip, render_still
 from .responses import trace_moe_response, trace_moe_result
-from .services import UNLIMITED, Caller, services
+from .services import UNLIMITED, current_caller, services
 
 bp = Blueprint("tracemoe", __name__)
 
 RAW_BODY_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded")
 MAX_SERIES_ID = 256
-
-
-def caller() -> Caller:
-    key = request.headers.get("x-trace-key") or request.args.get("key")
-    return services().identify(key, request.remote_addr or "unknown")
 
 
 def query_image() -> bytes:
@@ -58,7 +53,7 @@ def series_filter() -> str | None:
 @bp.route("/search", methods=["GET", "POST"])
 def search():
     svc = services()
-    who = caller()
+    who = current_caller()
     rgb = decode_query(svc.settings.search, query_image())  # a bad image costs no quota
     series = series_filter()
     with svc.search_slot(who):
@@ -77,7 +72,7 @@ def search():
 @bp.get("/me")
 def me():
     svc = services()
-    who = caller()
+    who = current_caller()
     return jsonify(
         id=who.id,
         priority=who.priority,
