@@ -207,22 +207,8 @@ def test_process_repairs_milvus_from_the_frame_map(library, tmp_path, embedder):
         ids = index.catalogue.frame_ids(damaged.id)
         assert len(ids) == damaged.vectors > 4
         index.vectors.client.delete(index.vectors.collection, ids=ids[: len(ids) // 2])
-        stray = index.vectors.search(embedder.embed(np.zeros((1, 224, 224, 3), np.uint8)), 1)[0][0]
-        index.vectors.insert(
-            [
-                FrameRow(
-                    frame_id(9999, 0),
-                    9999,
-                    "999",
-                    0.0,
-                    0.0,
-                    1.0,
-                    index.vectors.client.get(index.vectors.collection, ids=[stray.id], output_fields=["vector"])[0][
-                        "vector"
-                    ],
-                )
-            ]
-        )
+        stray = embedder.embed(np.full((1, 224, 224, 3), 90, np.uint8))[0]
+        index.vectors.insert([FrameRow(frame_id(9999, 0), 9999, "999", 0.0, 0.0, 1.0, stray)])
         index.vectors.flush()
         report = process_library(index, progress=False)
         assert (report.verified_missing, report.orphans_deleted, report.indexed) == (1, 1, 1)
