@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.server
 import io
+import socket
 import threading
+import time
 from typing import ClassVar
 
 import pytest
@@ -145,3 +147,44 @@ def test_search_by_url_through_the_api(indexed, servers):
     client = create_app(allowing, warm=False, index=index).test_client()
     response = client.get(f"/search?url={servers['allowed']}/img.png")
     assert response.status_code == 200 and response.get_json()["error"] == ""
+
+
+def _dripping_server(address: str, head: bytes, drip: bytes, interval_s: float):
+    """A server that sends `head`, then `drip` one byte every interval_s (bounded: at most 60 bytes), per connection."""
+    listener = socket.create_server((address, 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(head)
+                for byte in drip[:60]:
+                    time.sleep(interval_s)
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                pass  # the client gave up: what is being tested
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://{address}:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    "head,drip",
+    [
+        (b"HTTP/1.1 200 OK\r\n", b"X-Slow: " + b"a" * 100),  # headers dripped a byte at a time
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n", b"\x89PNG" + b"\0" * 196),  # and the body
+    ],
+    ids=["headers", "body"],
+)
+def test_the_fetch_deadline_covers_slow_headers_and_bodies(head, drip):
+    listener, url = _dripping_server("127.0.0.3", head, drip, 0.2)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="took too long"):
+        fetch_image(f"{url}/slow.png", 10_000_000, 1.5, ["127.0.0.3/32"])
+    assert time.monotonic() - started < 3.0  # the limit held, though every byte came well within it
+    listener.close()

@@ -3,19 +3,24 @@
 http and https only. The host name is resolved once, every address it resolves to must be public (or in
 `server.fetch_allow_networks`), and the connection goes to that vetted address (so DNS cannot change its
 answer between the check and the connection). Redirects are followed by hand, at most 5, each checked the
-same way. The body is read up to the size limit and the whole fetch must finish within the time limit.
+same way. The body is read up to the size limit, and the whole fetch (connecting, headers, body, redirects) must
+finish within the time limit.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.response import BaseHTTPResponse
 
-from ..errors import FetchError, ImageTooLargeError
+from ..errors import AnimeBackError, FetchError, ImageTooLargeError
 
 MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
@@ -90,16 +95,13 @@ def fetch_image(url: str, max_bytes: int, timeout_s: float, extra_networks: list
     deadline = time.monotonic() + timeout_s
     for _ in range(MAX_REDIRECTS + 1):
         scheme, host, port, address = _vetted_address(url, extra_networks)
-        response = _request(url, scheme, host, port, address, deadline)
-        try:
+        with _Exchange(url, scheme, host, port, address, deadline) as response:
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
                 url = urljoin(url, response.headers["Location"])
                 continue
             if response.status != 200:
                 raise FetchError(f"Failed to fetch image {url}: HTTP {response.status}")
             return _read_body(response, url, max_bytes, deadline)
-        finally:
-            response.release_conn()
     raise FetchError(f"Failed to fetch image: more than {MAX_REDIRECTS} redirects")
 
 
@@ -110,38 +112,60 @@ def fetch_query_image(settings, url: str) -> bytes:
     )
 
 
-def _request(url: str, scheme: str, host: str, port: int, address: str, deadline: float):
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = f"[{host}]" if ":" in host else host
-    if port not in (80, 443):
-        host_header += f":{port}"
-    remaining = max(0.1, deadline - time.monotonic())
-    timeout = urllib3.Timeout(connect=remaining, read=remaining)
-    pool: urllib3.HTTPConnectionPool
-    if scheme == "https":  # connect to the vetted address, verify the certificate for the host name
-        pool = urllib3.HTTPSConnectionPool(
-            address,
-            port,
-            timeout=timeout,
-            retries=False,
-            server_hostname=host,
-            assert_hostname=host,
-            cert_reqs="CERT_REQUIRED",
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
-    try:
-        return pool.urlopen(
-            "GET",
-            path,
-            headers={"Host": host_header, "User-Agent": "AnimeBack image fetcher", "Accept": "image/*"},
-            redirect=False,
-            preload_content=False,
-            assert_same_host=False,
-        )
-    except urllib3.exceptions.HTTPError as exc:
-        raise FetchError(f"Failed to fetch image {url}: {type(exc).__name__}") from None
+class _Exchange:
+    """One request to a vetted address and its response, under a deadline for the whole of it: a watchdog shuts the
+    socket down when the deadline passes, so a server that drips its headers or body a byte at a time (each read
+    arriving within any per-read timeout) cannot hold a worker past it."""
+
+    def __init__(self, url: str, scheme: str, host: str, port: int, address: str, deadline: float):
+        self.url, self.deadline = url, deadline
+        parts = urlsplit(url)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host_header = f"[{host}]" if ":" in host else host
+        self.host_header = host_header if port in (80, 443) else f"{host_header}:{port}"
+        remaining = max(0.1, deadline - time.monotonic())
+        self.connection: HTTPConnection
+        if scheme == "https":  # connect to the vetted address, verify the certificate for the host name
+            self.connection = HTTPSConnection(
+                address, port, timeout=remaining, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED"
+            )
+        else:
+            self.connection = HTTPConnection(address, port, timeout=remaining)
+        self.watchdog = threading.Timer(remaining, self._abort)
+        self.watchdog.daemon = True
+
+    def _abort(self) -> None:
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the read blocked on it, in whichever thread
+            except OSError:
+                pass
+
+    def __enter__(self) -> BaseHTTPResponse:
+        self.watchdog.start()
+        headers = {"Host": self.host_header, "User-Agent": "AnimeBack image fetcher", "Accept": "image/*"}
+        try:
+            self.connection.request("GET", self.path, headers=headers, preload_content=False)
+            return self.connection.getresponse()
+        except BaseException as exc:
+            self.__exit__(None, None, None)
+            raise fetch_failure(self.url, exc, self.deadline) from None
+
+    def __exit__(self, *exc: object) -> None:
+        self.watchdog.cancel()
+        self.connection.close()
+
+
+def fetch_failure(url: str, exc: BaseException, deadline: float) -> BaseException:
+    """The FetchError for a failed exchange (a domain error passes as it is)."""
+    if isinstance(exc, AnimeBackError) or not isinstance(
+        exc, (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
+    ):
+        return exc
+    if time.monotonic() >= deadline:
+        return FetchError(f"Failed to fetch image {url}: took too long")
+    return FetchError(f"Failed to fetch image {url}: {type(exc).__name__}")
 
 
 def _read_body(response, url: str, max_bytes: int, deadline: float) -> bytes:
@@ -156,6 +180,8 @@ def _read_body(response, url: str, max_bytes: int, deadline: float) -> bytes:
                 raise ImageTooLargeError(f"the image at {url} is larger than {max_bytes} bytes")
             if time.monotonic() > deadline:
                 raise FetchError(f"Failed to fetch image {url}: took too long")
-    except urllib3.exceptions.HTTPError as exc:
-        raise FetchError(f"Failed to fetch image {url}: {type(exc).__name__}") from None
+    except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        raise fetch_failure(url, exc, deadline) from None
+    if time.monotonic() > deadline:  # the watchdog may have cut the body short without an error from the stream
+        raise FetchError(f"Failed to fetch image {url}: took too long")
     return bytes(body)
