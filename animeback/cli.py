@@ -62,13 +62,15 @@ def cmd_search(args, settings) -> int:
 
     path = Path(args.image)
     try:
-        rgb = decode_query(settings.search, path.read_bytes())  # before loading the model: bad input fails at once
+        query = decode_query(settings.search, path.read_bytes())  # before loading the model: bad input fails at once
     except OSError as exc:
         raise AnimeBackError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except AnimeBackError as exc:
         raise type(exc)(f"{path}: {exc.message}") from None
     with _open_index(settings) as index:
-        outcome = Searcher(index).search(rgb, cut_borders=not args.no_cut_borders, series=args.series, limit=args.limit)
+        outcome = Searcher(index).search(
+            query.rgb, cut_borders=not args.no_cut_borders, series=args.series, limit=args.limit, scale=query.scale
+        )
         series_info = {m.series_id: index.catalogue.get_series(m.series_id) or {} for m in outcome.matches}
     if args.json:
         results = [

@@ -25,6 +25,12 @@ class Box:
     def crop(self, image: np.ndarray) -> np.ndarray:
         return image[self.y : self.y + self.h, self.x : self.x + self.w]
 
+    def scaled(self, factor: float) -> Box:
+        """The same box in an image `factor` times as large."""
+        if factor == 1.0:
+            return self
+        return Box(round(self.x * factor), round(self.y * factor), round(self.w * factor), round(self.h * factor))
+
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
 

@@ -88,6 +88,23 @@ def test_a_frame_inside_a_player_window_is_found_and_its_region_returned(client,
     assert abs(region["width"] - 640) <= 12 and abs(region["height"] - 360) <= 12
 
 
+def test_a_screenshot_larger_than_the_decoded_size_reports_its_region_in_its_own_pixels(client, indexed, tmp_path):
+    index, _ = indexed
+    image, at = _frame(index.settings.library_path, tmp_path, at=2.39, suffix=".png")
+    picture = np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((1920, 1080), Image.LANCZOS))
+    screen = np.full((2400, 3840, 3), (52, 54, 66), np.uint8)  # a 4K desktop, shrunk to 2048 px for searching
+    screen[360:450, 1200:3120] = (225, 225, 228)
+    screen[450:1530, 1200:3120] = picture
+    screen[1530:1662, 1200:3120] = (24, 24, 24)
+    buf = io.BytesIO()
+    Image.fromarray(screen).save(buf, "JPEG", quality=90)
+    body = client.post("/search?cutBorders", data=buf.getvalue(), content_type="image/jpeg").get_json()
+    best, region = body["result"][0], body["region"]
+    assert best["filename"] == LIBRARY[0][1] and abs(best["at"] - at) <= 1.5
+    assert abs(region["x"] - 1200) <= 18 and abs(region["y"] - 450) <= 18
+    assert abs(region["width"] - 1920) <= 36 and abs(region["height"] - 1080) <= 36
+
+
 def test_a_photo_of_the_screen_is_found_with_the_perspective_undone(client, indexed, tmp_path):
     import cv2
 

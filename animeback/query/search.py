@@ -126,12 +126,19 @@ class Searcher:
 
     def search_bytes(self, data: bytes, **options) -> SearchOutcome:
         """Decode and search query bytes."""
-        return self.search(decode_query(self.index.settings.search, data), **options)
+        query = decode_query(self.index.settings.search, data)
+        return self.search(query.rgb, scale=query.scale, **options)
 
     def search(
-        self, rgb: np.ndarray, cut_borders: bool | None = None, series: str | None = None, limit: int | None = None
+        self,
+        rgb: np.ndarray,
+        cut_borders: bool | None = None,
+        series: str | None = None,
+        limit: int | None = None,
+        scale: float = 1.0,
     ) -> SearchOutcome:
-        """Top scenes for an RGB image; with cut_borders, the picture found inside borders or chrome too."""
+        """Top scenes for an RGB image; with cut_borders, the picture found inside borders or chrome too. `scale`
+        is the query's pixels per pixel of `rgb` (a shrunk decode), so that the region is reported in the query's."""
         s = self.settings
         cut_borders = s.cut_borders if cut_borders is None else cut_borders
         limit = min(limit or s.max_results, s.max_results)
@@ -172,6 +179,5 @@ class Searcher:
                     float(np.clip(best.similarity, 0.0, 1.0)),
                 )
             )
-        return SearchOutcome(
-            stats.get("vectors", 0), matches, box if is_cropped(box, rgb.shape) else None, [r.name for r in regions]
-        )
+        region = box.scaled(scale) if is_cropped(box, rgb.shape) else None
+        return SearchOutcome(stats.get("vectors", 0), matches, region, [r.name for r in regions])

@@ -57,7 +57,7 @@ def _image(suffix: str = ""):
         data = fetch_query_image(svc.settings, url)
     else:
         raise BadImageError(f"missing image{suffix}: upload a file as image{suffix} or give url{suffix}")
-    return decode_query(svc.settings.search, data)
+    return decode_query(svc.settings.search, data).rgb
 
 
 def _int_param(name: str, default: int, low: int, high: int) -> int:

@@ -54,10 +54,12 @@ def series_filter() -> str | None:
 def search():
     svc = services()
     who = current_caller()
-    rgb = decode_query(svc.settings.search, query_image())  # a bad image costs no quota
+    query = decode_query(svc.settings.search, query_image())  # a bad image costs no quota
     series = series_filter()
     with svc.search_slot(who):
-        outcome = svc.searcher.search(rgb, cut_borders="cutBorders" in request.args, series=series)
+        outcome = svc.searcher.search(
+            query.rgb, cut_borders="cutBorders" in request.args, series=series, scale=query.scale
+        )
     base = svc.settings.server.public_url.rstrip("/") or request.host_url.rstrip("/")
     catalogue = svc.index.catalogue
     with_info = "anilistInfo" in request.args
