@@ -159,6 +159,11 @@ class Settings:
     def data_path(self) -> Path:
         return self.path(self.data_dir)
 
+    def ensure_data_dir(self) -> Path:
+        """The data folder, created owner-only (0700) when missing: it holds the index, the keys and the previews."""
+        self.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.data_path
+
     @property
     def milvus_uri(self) -> str:
         """The Milvus URI: a server's when configured, else the embedded Milvus Lite file in data_dir."""
@@ -224,6 +229,15 @@ def to_dict(settings: Any) -> dict:
     return out
 
 
+# Keys whose values are secrets: an error about them says what is wrong, never the value.
+SECRET_KEYS = frozenset({"server.secret", "milvus.token", "bilibili.sessdata", "api.keys"})
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as an error message may show it: secrets by their type only."""
+    return f"a {type(value).__name__} (not shown: a secret)" if key in SECRET_KEYS else repr(value)
+
+
 def _coerce(key: str, value: Any, kind: type) -> Any:
     if kind is bool:
         if isinstance(value, bool):
@@ -254,10 +268,12 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise ConfigError(f"config key '{key}' must be a JSON {kind.__name__}, got {value!r}") from None
+                raise ConfigError(
+                    f"config key '{key}' must be a JSON {kind.__name__}, got {_shown(key, value)}"
+                ) from None
         if isinstance(value, kind):
             return value
-    raise ConfigError(f"config key '{key}' must be {kind.__name__}, got {value!r}")
+    raise ConfigError(f"config key '{key}' must be {kind.__name__}, got {_shown(key, value)}")
 
 
 def _apply(obj: Any, data: dict, prefix: str, source: str) -> Any:
@@ -315,6 +331,9 @@ def _validate(settings: Settings) -> None:
                 raise ConfigError(f"config key '{key}' must be one of {', '.join(limit)}; got {value!r}")
         elif not limit[0] <= value <= limit[1]:
             raise ConfigError(f"config key '{key}' must be between {limit[0]} and {limit[1]}; got {value!r}")
+    for key, folder in (("data_dir", settings.data_path), ("library_dir", settings.library_path)):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"config key '{key}' names {folder}, which is a file, not a folder")
     for network in settings.server.fetch_allow_networks:
         try:
             ipaddress.ip_network(network, strict=False)
@@ -371,6 +390,9 @@ def write_default_config(path: Path) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(to_dict(Settings()), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # Owner-only: the file is where the operator puts API keys, the preview secret and the bilibili cookie.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(to_dict(Settings()), indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return True

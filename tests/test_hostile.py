@@ -120,3 +120,43 @@ def test_config_errors_never_print_api_keys_or_the_bilibili_cookie(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(config, environ={})
     assert "'ops'" in err.value.message and secret_key not in err.value.message and cookie not in err.value.message
+
+
+def test_status_gives_away_no_path_of_the_installation(index):
+    client = create_app(index.settings, warm=False, index=index).test_client()
+    text = client.get("/status").get_data(as_text=True)
+    for secret in (str(index.settings.data_path), str(index.settings.library_path), str(index.settings.base_dir)):
+        assert secret not in text and secret.replace("/", "\\/") not in text
+
+
+def test_a_config_secret_of_the_wrong_type_is_not_printed(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"bilibili": {"sessdata": 8675309}}))
+    with pytest.raises(ConfigError) as err:
+        load_settings(config, environ={})
+    assert "bilibili.sessdata" in err.value.message and "8675309" not in err.value.message
+
+
+def test_a_data_dir_that_is_a_file_is_a_clear_config_error(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data_dir": "data"}))
+    with pytest.raises(ConfigError, match="config key 'data_dir' names .*data, which is a file, not a folder"):
+        load_settings(config, environ={})
+
+
+def test_the_config_file_and_the_data_folder_are_the_owners_alone(tmp_path):
+    from animeback.config import Settings, write_default_config
+    from animeback.stores.host import connect
+
+    config = tmp_path / "config.json"
+    assert write_default_config(config) and config.stat().st_mode & 0o777 == 0o600
+    settings = updated(
+        Settings(base_dir=tmp_path), data_dir=str(tmp_path / "fresh" / "data"), stores={"host_idle_s": 1.0}
+    )
+    store = connect(settings)
+    try:
+        assert settings.data_path.stat().st_mode & 0o777 == 0o700
+        assert (settings.data_path / "host.key").stat().st_mode & 0o777 == 0o600
+    finally:
+        store.close()

@@ -233,6 +233,17 @@ def test_malformed_requests_never_yield_500(live):
     response = connection.getresponse()
     assert response.status == 413 and "too large" in json.loads(response.read())["error"]
     connection.close()
+    for content_type in ("image/png", "multipart/form-data; boundary=XyZ"):  # a malformed chunked body
+        with socket.create_connection(("127.0.0.1", live.port), timeout=30) as raw:
+            raw.sendall(
+                f"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nnot a chunk\r\n".encode()
+            )
+            answer = b""
+            while chunk := raw.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"could not be read" in body, answer[:300]
     assert _get(f"{live.base}/status")[0] == 200  # still answering
 
 

@@ -164,8 +164,7 @@ class StoreHost:
 
 def connect(settings: Settings) -> rpc.StoreClient:
     """Connect to this installation's store host, starting it first when none runs."""
-    settings.data_path.mkdir(parents=True, exist_ok=True)
-    paths = HostPaths.of(settings.data_path)
+    paths = HostPaths.of(settings.ensure_data_dir())
     deadline = time.monotonic() + START_TIMEOUT_S
     started: subprocess.Popen | None = None
     while True:

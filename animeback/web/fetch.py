@@ -80,11 +80,14 @@ def _vetted_address(url: str, extra_networks: list[str]) -> tuple[str, str, int,
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise FetchError(f"Failed to fetch image {url}: cannot resolve {host}") from None
+        raise FetchError(
+            f"Failed to fetch image {url}: {host} is unknown or resolves to a non-public address"
+        ) from None
     addresses = [str(info[4][0]) for info in infos]
     refused = [a for a in addresses if not address_allowed(a, extra_networks)]
     if not addresses or refused:
-        raise FetchError(f"Failed to fetch image {url}: {host} resolves to a non-public address")
+        # The same words as for an unknown name: a caller learns nothing of which internal names exist.
+        raise FetchError(f"Failed to fetch image {url}: {host} is unknown or resolves to a non-public address")
     return scheme, host, port, addresses[0]
 
 

@@ -13,7 +13,7 @@ from ..errors import AnimeBackError, BadImageError, BadParameterError, NotFoundE
 from ..query.decode import decode_query
 from ..query.stills import parse_metadata
 from .fetch import fetch_query_image
-from .services import current_caller, http_error_message, services
+from .services import current_caller, http_error_message, reading_body, services
 
 bp = Blueprint("match", __name__, url_prefix="/match")
 
@@ -29,6 +29,12 @@ def _envelope(method: str, result: list, status: int = 200, error: str | None = 
 
 def _method() -> str:
     return (request.endpoint or "match.unknown").split(".", 1)[1]
+
+
+@bp.before_request
+def _read_form() -> None:
+    with reading_body():  # parsed here, under the guard: every route reads its parameters from the form
+        request.form  # noqa: B018 - the property parses the body (and request.files with it)
 
 
 @bp.errorhandler(AnimeBackError)

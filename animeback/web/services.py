@@ -7,12 +7,22 @@ import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flask import current_app, request
+from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
-from ..errors import InvalidKeyError, QuotaError, RateLimitError, SearchQueueFullError, WriteForbiddenError
+from ..errors import (
+    AnimeBackError,
+    BadRequestError,
+    InvalidKeyError,
+    QuotaError,
+    RateLimitError,
+    SearchQueueFullError,
+    WriteForbiddenError,
+)
 from ..index import Index
 from ..query.search import Searcher
 from ..query.stills import StillStore
@@ -153,6 +163,18 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+@contextlib.contextmanager
+def reading_body() -> Iterator[None]:
+    """Turn a failure to read the request's body (a malformed chunked encoding, a connection cut short) into a 400:
+    the server behind Flask raises its own exception types for these, which would otherwise be a 500."""
+    try:
+        yield
+    except (AnimeBackError, HTTPException):
+        raise
+    except Exception as exc:
+        raise BadRequestError(f"the request body could not be read ({type(exc).__name__})") from None
 
 
 def current_caller() -> Caller:

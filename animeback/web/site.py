@@ -61,11 +61,8 @@ def status():
     index = svc.index
     stats = index.catalogue.get_meta("stats") or index.refresh_stats()
     settings = svc.settings
-    backend = (
-        f"Milvus server at {settings.milvus.uri}"
-        if settings.milvus_server
-        else f"Milvus Lite (embedded) in {settings.milvus_uri}"
-    )
+    # Anyone may ask: no path, host name or address of the installation is given away.
+    backend = "Milvus server" if settings.milvus_server else "Milvus Lite (embedded)"
     return jsonify(
         series=stats["series"],
         episodes=stats["episodes"],

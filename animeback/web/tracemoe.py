@@ -10,7 +10,7 @@ from ..stores import EpisodeStatus
 from .fetch import fetch_query_image
 from .previews import WIDTHS, find_shot, preview_source, render_clip, render_still
 from .responses import trace_moe_response, trace_moe_result
-from .services import UNLIMITED, current_caller, services
+from .services import UNLIMITED, current_caller, reading_body, services
 
 bp = Blueprint("tracemoe", __name__)
 
@@ -25,12 +25,14 @@ def query_image() -> bytes:
         return fetch_query_image(settings, request.args["url"])
     mimetype = request.mimetype or ""
     if mimetype == "multipart/form-data":
-        upload = next(iter(request.files.values()), None)
-        if upload is None:
-            raise NoImageError("Method Not Allowed: no image in the upload (send a file, a body or ?url=)")
-        return upload.read()
+        with reading_body():
+            upload = next(iter(request.files.values()), None)
+            if upload is None:
+                raise NoImageError("Method Not Allowed: no image in the upload (send a file, a body or ?url=)")
+            return upload.read()
     if mimetype.startswith("image/") or mimetype in RAW_BODY_TYPES:
-        data = request.get_data(cache=False, parse_form_data=False)
+        with reading_body():
+            data = request.get_data(cache=False, parse_form_data=False)
         if not data:
             raise BadImageError("the image is empty")
         return data
