@@ -46,8 +46,10 @@ class Index:
         self.catalogue = self.store.catalogue
         try:
             self.embedder = embedder or Embedder.from_settings(settings)
-            self.vectors_uri = settings.milvus.uri if settings.milvus_server else self.store.vectors_uri
-            self.vectors = VectorStore.from_settings(settings.milvus, self.vectors_uri, self.embedder.dim)
+            # Milvus Lite lives in the store host; a restarted host serves it on a new socket, which the vector
+            # store follows by asking the store client each time.
+            uri = settings.milvus.uri if settings.milvus_server else (lambda: self.store.vectors_uri)
+            self.vectors = VectorStore.from_settings(settings.milvus, uri, self.embedder.dim)
         except BaseException:
             self.store.close()
             raise
@@ -67,6 +69,11 @@ class Index:
             lock.write(f"process {os.getpid()}")
             lock.flush()
             yield
+
+    @property
+    def vectors_uri(self) -> str:
+        """Where the vectors are: the configured Milvus server, or the store host's Milvus Lite socket."""
+        return self.vectors.uri
 
     @property
     def model_name(self) -> str:

@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,6 +186,35 @@ def _post(live: Live, path: str, body: bytes, content_type: str, headers: dict |
         return response.status, response.read()
     finally:
         connection.close()
+
+
+def test_a_killed_store_host_heals_without_a_reload(live):
+    """kill -9 of the store host while gunicorn serves: at most a few clean 503s, then answers again."""
+    from animeback.config import load_settings
+    from animeback.stores.host import connect
+
+    shot, at = _shot(live, 0)
+    png = shot.read_bytes()
+    assert _post(live, "/search", png, "image/png")[0] == 200
+    store = connect(load_settings(environ=live.env))
+    host = store.host_pid
+    store.close()
+    os.kill(host, signal.SIGKILL)
+    statuses, started = [], time.monotonic()
+    while time.monotonic() - started < 60:
+        status, body = _post(live, "/search", png, "image/png")
+        statuses.append(status)
+        if status == 200:
+            break
+        error = json.loads(body)["error"]
+        assert status == 503 and ("store host" in error or "Milvus" in error), (status, error)
+    healed = time.monotonic() - started
+    assert statuses[-1] == 200 and healed < 30, (statuses, healed)
+    best = json.loads(body)["result"][0]
+    assert best["filename"] == LIBRARY[0][1] and abs(best["at"] - at) <= 1.5
+    for _ in range(4):  # every worker heals, not only the one that answered first
+        assert _post(live, "/search", png, "image/png")[0] == 200
+        assert _get(f"{live.base}/me")[0] == 200
 
 
 def test_malformed_requests_never_yield_500(live):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -94,27 +95,35 @@ class StillStore:
     """The stills collection, on the same Milvus connection as the frames."""
 
     def __init__(self, index: Index):
-        from pymilvus import DataType
-
         self.index = index
-        self.client = index.vectors.client
         self.collection = index.settings.match.collection
         self.dim = index.embedder.dim
-        if self.client.has_collection(self.collection):
-            fields = self.client.describe_collection(self.collection)["fields"]
+        self._ensure_collection(index.vectors.client)
+        index.vectors.on_reopen(self._ensure_collection)  # a restarted store host's Milvus loads it too
+
+    @property
+    def client(self) -> Any:
+        """The Milvus client of the index (followed to a restarted store host's Milvus)."""
+        return self.index.vectors.client
+
+    def _ensure_collection(self, client: Any) -> None:
+        from pymilvus import DataType
+
+        if client.has_collection(self.collection):
+            fields = client.describe_collection(self.collection)["fields"]
             stored = int(next(f for f in fields if f["name"] == "vector")["params"]["dim"])
             if stored != self.dim:  # stills of another model cannot be compared: start the collection again
-                self.client.drop_collection(self.collection)
-        if not self.client.has_collection(self.collection):
-            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+                client.drop_collection(self.collection)
+        if not client.has_collection(self.collection):
+            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
             schema.add_field("filepath", DataType.VARCHAR, max_length=MAX_FILEPATH * 4)
             schema.add_field("metadata", DataType.VARCHAR, max_length=65535)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-            params = self.client.prepare_index_params()
+            params = client.prepare_index_params()
             params.add_index("vector", index_type="FLAT", metric_type="IP")
-            self.client.create_collection(self.collection, schema=schema, index_params=params)
-        self.client.load_collection(self.collection)
+            client.create_collection(self.collection, schema=schema, index_params=params)
+        client.load_collection(self.collection)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         return self.index.embedder.embed(np.stack([to_model_input(i) for i in images]))

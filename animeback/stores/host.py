@@ -163,14 +163,20 @@ class StoreHost:
 
 
 def connect(settings: Settings) -> rpc.StoreClient:
-    """Connect to this installation's store host, starting it first when none runs."""
+    """Connect to this installation's store host, starting it first when none runs (and again, should it die)."""
     paths = HostPaths.of(settings.ensure_data_dir())
+    conn, hello = _open(settings, paths)
+    return rpc.StoreClient(rpc.Connection(conn, hello, str(paths.log), reopen=lambda: _open(settings, paths)))
+
+
+def _open(settings: Settings, paths: HostPaths) -> tuple[Connection, dict]:
+    """An authenticated connection to the running host and its hello, starting a host first when none runs."""
     deadline = time.monotonic() + START_TIMEOUT_S
     started: subprocess.Popen | None = None
     while True:
-        connection = _try_connect(paths)
-        if connection is not None:
-            return rpc.StoreClient(connection)
+        opened = _try_connect(paths)
+        if opened is not None:
+            return opened
         if started is None or started.poll() is not None:
             if started is not None and started.returncode not in (0, None):
                 raise AnimeBackError(f"the store host failed to start: {_last_log_line(paths.log)}")
@@ -180,7 +186,7 @@ def connect(settings: Settings) -> rpc.StoreClient:
         time.sleep(0.05)
 
 
-def _try_connect(paths: HostPaths) -> rpc.Connection | None:
+def _try_connect(paths: HostPaths) -> tuple[Connection, dict] | None:
     if not os.path.exists(paths.socket) or not paths.key.exists():
         return None
     try:
@@ -192,7 +198,7 @@ def _try_connect(paths: HostPaths) -> rpc.Connection | None:
     except Exception as exc:  # e.g. a key from another host generation
         log.debug("store host handshake failed: %s", exc)
         return None
-    return rpc.Connection(conn, hello, str(paths.log))
+    return conn, hello
 
 
 def _spawn_host(settings: Settings, paths: HostPaths) -> subprocess.Popen:

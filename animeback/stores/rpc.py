@@ -8,6 +8,7 @@ read off those classes, so the client and the server cannot disagree on the inte
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -40,10 +41,20 @@ def decode_error(payload: dict[str, Any]) -> AnimeBackError:
 
 
 class Connection:
-    """A client's authenticated connection to the host; thread-safe (one call at a time), not fork-safe."""
+    """A client's authenticated connection to the host; thread-safe (one call at a time), not fork-safe.
 
-    def __init__(self, conn: Any, hello: dict[str, Any], log_path: str = "") -> None:
-        self._conn, self.hello, self._log_path = conn, hello, log_path
+    When the host goes away, the call in flight fails with StoreUnavailableError (503), and the next call opens a
+    new connection through `reopen` (which starts a new host when none runs): a client heals by itself."""
+
+    def __init__(
+        self,
+        conn: Any,
+        hello: dict[str, Any],
+        log_path: str = "",
+        reopen: Callable[[], tuple[Any, dict[str, Any]]] | None = None,
+    ) -> None:
+        self._conn: Any = conn
+        self.hello, self._log_path, self._reopen = hello, log_path, reopen
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -52,10 +63,13 @@ class Connection:
         if os.getpid() != self._pid:
             raise AnimeBackError("a store connection cannot be shared across a fork; connect in each process")
         with self._lock:
+            if self._conn is None:
+                self._reconnect()
             try:
                 self._conn.send((target, method, args, kwargs))
                 status, value = self._conn.recv()
             except (EOFError, OSError) as exc:
+                self._drop()
                 where = f"; see {self._log_path}" if self._log_path else ""
                 raise StoreUnavailableError(
                     f"lost the connection to the store host ({exc or 'closed'}){where}"
@@ -64,8 +78,30 @@ class Connection:
             return value
         raise decode_error(value)
 
+    def _reconnect(self) -> None:
+        if self._reopen is None:
+            raise StoreUnavailableError("the connection to the store host was closed")
+        log.warning("the store host went away: connecting again")
+        try:
+            self._conn, self.hello = self._reopen()
+        except StoreUnavailableError:
+            raise
+        except AnimeBackError as exc:  # a host that cannot start yet (its old Milvus Lite still stopping, ...)
+            raise StoreUnavailableError(
+                f"the store host is restarting; try again in a moment ({exc.message})"
+            ) from None
+        log.warning("connected to store host %s", self.hello.get("pid"))
+
+    def _drop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.close()
+        self._conn = None
+
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            if self._conn is not None:
+                self._drop()
+            self._reopen = None  # closed on purpose: no connecting again
 
 
 class RemoteCatalogue:

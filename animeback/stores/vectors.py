@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..config import MilvusSettings
-from ..errors import AnimeBackError
+from ..errors import StoreUnavailableError
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
 
@@ -49,34 +52,72 @@ class VectorStore:
 
     `uri` is always a server's: a Milvus server or cluster, or the store host's Milvus Lite socket."""
 
-    def __init__(self, uri: str, token: str, collection: str, dim: int, nlist: int = 128, nprobe: int = 16):
+    def __init__(
+        self,
+        uri: str | Callable[[], str],
+        token: str,
+        collection: str,
+        dim: int,
+        nlist: int = 128,
+        nprobe: int = 16,
+    ):
+        """`uri` may be a callable: it is asked before every call, and a new answer (the store host restarted and
+        serves Milvus Lite on a new socket) reopens the client, and the collections, there."""
+        self._uri_source: Callable[[], str] = uri if callable(uri) else (lambda: uri)
+        self._token, self.collection, self.dim, self.nlist, self.nprobe = token, collection, dim, nlist, nprobe
+        self._reopened: list[Callable[[Any], None]] = []
+        self.uri = ""
+        self._client: Any = None
+        self._open(self._uri_source())
+
+    @classmethod
+    def from_settings(cls, milvus: MilvusSettings, uri: str | Callable[[], str], dim: int) -> VectorStore:
+        """The frame collection at uri (the configured server's, or the store host's Milvus Lite socket)."""
+        return cls(uri, milvus.token, milvus.collection, dim, milvus.nlist, milvus.nprobe)
+
+    def _open(self, uri: str) -> None:
         with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
             warnings.simplefilter("ignore")
             from pymilvus import MilvusClient
 
-        self.uri, self.collection, self.dim, self.nlist, self.nprobe = uri, collection, dim, nlist, nprobe
         try:
-            self.client = MilvusClient(uri=uri, token=token)
+            client = MilvusClient(uri=uri, token=self._token)
         except Exception as exc:  # pymilvus raises its own types
-            raise AnimeBackError(f"cannot reach Milvus at {uri}: {exc}") from None
+            raise StoreUnavailableError(f"cannot reach Milvus at {uri}: {exc}") from None
+        previous, self._client, self.uri = self._client, client, uri
+        if previous is not None:
+            with contextlib.suppress(Exception):  # the old server is gone: nothing to close cleanly
+                previous.close()
         self._ensure_collection()
+        for reopened in self._reopened:
+            reopened(client)
 
-    @classmethod
-    def from_settings(cls, milvus: MilvusSettings, uri: str, dim: int) -> VectorStore:
-        """The frame collection at uri (the configured server's, or the store host's Milvus Lite socket)."""
-        return cls(uri, milvus.token, milvus.collection, dim, milvus.nlist, milvus.nprobe)
+    @property
+    def client(self) -> Any:
+        """The pymilvus client, reopened first when Milvus has moved (a restarted store host)."""
+        uri = self._uri_source()
+        if uri != self.uri:
+            log.info("Milvus is now at %s (the store host restarted): reconnecting", uri)
+            self._open(uri)
+        return self._client
+
+    def on_reopen(self, callback: Callable[[Any], None]) -> None:
+        """Call `callback` with the new client whenever it is reopened on a new Milvus (so that other collections
+        are loaded there too)."""
+        self._reopened.append(callback)
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType
 
-        if self.client.has_collection(self.collection):
-            fields = self.client.describe_collection(self.collection)["fields"]
+        client = self._client
+        if client.has_collection(self.collection):
+            fields = client.describe_collection(self.collection)["fields"]
             vector = next(f for f in fields if f["name"] == "vector")
             self.stored_dim = int(vector["params"]["dim"])
             if self.stored_dim != self.dim:
                 return  # vectors of another model: Index.check_model refuses to use them until a reindex drops them
         else:
-            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
             schema.add_field("episode", DataType.INT64)
             schema.add_field("series", DataType.VARCHAR, max_length=256)
@@ -84,11 +125,11 @@ class VectorStore:
             schema.add_field("span_start", DataType.FLOAT)
             schema.add_field("span_end", DataType.FLOAT)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-            index = self.client.prepare_index_params()
+            index = client.prepare_index_params()
             index.add_index("vector", index_type="IVF_FLAT", metric_type="IP", params={"nlist": self.nlist})
-            self.client.create_collection(self.collection, schema=schema, index_params=index)
+            client.create_collection(self.collection, schema=schema, index_params=index)
             self.stored_dim = self.dim
-        self.client.load_collection(self.collection)
+        client.load_collection(self.collection)
 
     def insert(self, rows: list[FrameRow]) -> None:
         """Insert frame rows (in batches Milvus handles well)."""
@@ -135,14 +176,21 @@ class VectorStore:
         flt = ""
         if series is not None:
             flt = 'series == "' + series.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        answers = self.client.search(
-            self.collection,
-            data=[v.tolist() for v in vectors],
-            limit=limit,
-            filter=flt,
-            output_fields=["episode", "series", "time", "span_start", "span_end"],
-            search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}},
-        )
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            answers = self.client.search(
+                self.collection,
+                data=[v.tolist() for v in vectors],
+                limit=limit,
+                filter=flt,
+                output_fields=["episode", "series", "time", "span_start", "span_end"],
+                search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}},
+            )
+        except MilvusException as exc:  # the usual cause: a Milvus that went away with its store host
+            raise StoreUnavailableError(
+                f"Milvus did not answer the search ({exc.message or type(exc).__name__})"
+            ) from None
         return [
             [
                 Hit(
@@ -169,4 +217,5 @@ class VectorStore:
         self._ensure_collection()
 
     def close(self) -> None:
-        self.client.close()
+        with contextlib.suppress(Exception):  # a Milvus that is gone already
+            self._client.close()
