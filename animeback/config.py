@@ -86,6 +86,7 @@ class ServerSettings:
     fetch_timeout_s: float = 10.0
     fetch_allow_networks: list = field(default_factory=list)
     max_search_queue: int = 8
+    preview_cache_mb: float = 256.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ _LIMITS: dict[str, Any] = {
     "server.preview_max_side_s": (0.5, 60.0),
     "server.fetch_timeout_s": (0.5, 120.0),
     "server.max_search_queue": (1, 10_000),
+    "server.preview_cache_mb": (0.0, 1_000_000.0),
     "api.anonymous_quota": (0, 1 << 31),
     "api.anonymous_concurrency": (0, 10_000),
     "api.rate_limit_per_minute": (0, 1_000_000),

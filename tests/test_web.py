@@ -186,6 +186,30 @@ def test_limits_and_me_answer_without_loading_the_model(tmp_path):
     assert app.extensions["animeback"]._index is None  # ...and the model was never needed for it
 
 
+def test_previews_are_cached_bounded_and_under_the_rate_limit(indexed, tmp_path):
+    index, _ = indexed
+    settings = updated(
+        index.settings,
+        data_dir=str(tmp_path / "data"),
+        api={"rate_limit_per_minute": 6},
+        server={"preview_cache_mb": 0.05},
+    )  # room for a few small clips only
+    app = create_app(settings, warm=False, index=index)
+    client = app.test_client()
+    image, at = _frame(index.settings.library_path, tmp_path)
+    token = client.post("/search", data=image, content_type="image/jpeg").get_json()["result"][0]["video"]
+    token = token.rsplit("/", 1)[1]
+    first = client.get(f"/video/{token}?size=s&mute")
+    again = client.get(f"/video/{token}?size=s&mute")
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit") and first.data == again.data
+    assert again.headers["x-video-start"] == first.headers["x-video-start"]
+    assert client.get(f"/video/{token}?size=s").headers["x-cache"] == "miss"  # with sound: another entry
+    cache = settings.data_path / "cache" / "previews"
+    assert sum(p.stat().st_size for p in cache.iterdir()) <= 0.05 * 2**20
+    statuses = [client.get(path).status_code for path in (f"/image/{token}", "/status", "/match/count")]
+    assert statuses[-1] == 429  # the sixth request of this address this minute: previews and /status count too
+
+
 def _ffprobe_duration(data: bytes, tmp_path) -> tuple[float, str]:
     path = tmp_path / "clip.mp4"
     path.write_bytes(data)

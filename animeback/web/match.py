@@ -33,6 +33,7 @@ def _method() -> str:
 
 @bp.before_request
 def _read_form() -> None:
+    current_caller()  # an unknown key or a caller past the rate limit is refused before any work
     with reading_body():  # parsed here, under the guard: every route reads its parameters from the form
         request.form  # noqa: B018 - the property parses the body (and request.files with it)
 

@@ -10,9 +10,12 @@ import base64
 import hashlib
 import hmac
 import io
+import json
+import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,3 +190,67 @@ def preview_source(settings: Settings, record) -> Path:
     if record.preview and (settings.data_path / record.preview).exists():
         return settings.data_path / record.preview
     return settings.library_path / record.relpath
+
+
+class PreviewCache:
+    """Rendered clips and stills on disk, bounded in bytes (the least recently served go first), so that the same
+    preview asked for again costs a file read instead of an x264 encode.
+
+    An entry is one file: a 4-byte length, a JSON header (what the response needs besides the bytes), the bytes.
+    Entries are written to a temporary file and renamed into place, so a reader never sees half of one."""
+
+    def __init__(self, folder: Path, max_bytes: int):
+        self.folder, self.max_bytes = folder, max_bytes
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PreviewCache:
+        return cls(settings.data_path / "cache" / "previews", int(settings.server.preview_cache_mb * 2**20))
+
+    def _path(self, key: str) -> Path:
+        return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".bin")
+
+    def get(self, key: str) -> tuple[bytes, dict] | None:
+        """The cached bytes and header of a key, or None."""
+        if self.max_bytes <= 0:
+            return None
+        path = self._path(key)
+        try:
+            raw = path.read_bytes()
+            os.utime(path)  # recently served: evicted last
+        except OSError:
+            return None
+        size = int.from_bytes(raw[:4], "big")
+        try:
+            header = json.loads(raw[4 : 4 + size])
+        except ValueError:
+            return None
+        return raw[4 + size :], header
+
+    def put(self, key: str, data: bytes, header: dict) -> None:
+        """Keep bytes and their header under a key, then evict the oldest entries beyond max_bytes."""
+        if self.max_bytes <= 0 or len(data) > self.max_bytes:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        encoded = json.dumps(header).encode()
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".part")
+        with os.fdopen(fd, "wb") as out:
+            out.write(len(encoded).to_bytes(4, "big") + encoded + data)
+        os.replace(tmp, self._path(key))
+        with self._lock:
+            self._evict()
+
+    def _evict(self) -> None:
+        entries = []
+        for path in self.folder.glob("*.bin"):
+            try:
+                info = path.stat()
+            except OSError:
+                continue  # evicted by another worker meanwhile
+            entries.append((info.st_mtime, info.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ..config import Settings
@@ -28,7 +28,7 @@ from ..query.search import Searcher
 from ..query.stills import StillStore
 from ..stores.host import connect
 from ..stores.rpc import RemoteCounters, StoreClient
-from .previews import PreviewSigner
+from .previews import PreviewCache, PreviewSigner
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Services:
     def __init__(self, settings: Settings, index: Index | None = None):
         self.settings = settings
         self.signer = PreviewSigner.from_settings(settings)
+        self.preview_cache = PreviewCache.from_settings(settings)
         self._lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._index = index
@@ -178,9 +179,12 @@ def reading_body() -> Iterator[None]:
 
 
 def current_caller() -> Caller:
-    """The caller of the request being answered: its API key (x-trace-key header or key=), else its address."""
-    key = request.headers.get("x-trace-key") or request.args.get("key")
-    return services().identify(key, request.remote_addr or "unknown")
+    """The caller of the request being answered: its API key (x-trace-key header or key=), else its address.
+    Identified once per request, so the rate limit counts a request once however many parts ask."""
+    if "caller" not in g:
+        key = request.headers.get("x-trace-key") or request.args.get("key")
+        g.caller = services().identify(key, request.remote_addr or "unknown")
+    return g.caller
 
 
 def http_error_message(exc) -> str:

@@ -7,7 +7,7 @@ import os
 from flask import Blueprint, jsonify, send_from_directory
 
 from ..config import PROJECT_ROOT
-from .services import services
+from .services import current_caller, services
 
 bp = Blueprint("site", __name__)
 
@@ -58,6 +58,7 @@ def _folder_bytes(path) -> int:
 @bp.get("/status")
 def status():
     svc = services()
+    current_caller()  # the rate limit of /search applies: /status walks the data folder
     index = svc.index
     stats = index.catalogue.get_meta("stats") or index.refresh_stats()
     settings = svc.settings

@@ -88,6 +88,7 @@ def me():
 
 def _preview_request(token: str):
     svc = services()
+    current_caller()  # the rate limit of /search applies to previews too
     ref = svc.signer.check(token)
     size = request.args.get("size", "m")
     if size not in WIDTHS:
@@ -101,13 +102,22 @@ def _preview_request(token: str):
 @bp.get("/video/<token>")
 def video(token: str):
     svc, ref, record, width = _preview_request(token)
-    source = preview_source(svc.settings, record)
-    ffmpeg = svc.settings.media.ffmpeg
-    start, end = find_shot(source, ref.at, record.duration, svc.settings.server.preview_max_side_s, ffmpeg)
-    clip = render_clip(source, start, end, width, "mute" in request.args, ffmpeg)
+    mute = "mute" in request.args
+    key = f"video/{record.id}/{ref.at:.3f}/{width}/{int(mute)}"  # episode ids are never reused
+    cached = svc.preview_cache.get(key)
+    if cached is None:
+        source = preview_source(svc.settings, record)
+        ffmpeg = svc.settings.media.ffmpeg
+        start, end = find_shot(source, ref.at, record.duration, svc.settings.server.preview_max_side_s, ffmpeg)
+        clip = render_clip(source, start, end, width, mute, ffmpeg)
+        svc.preview_cache.put(key, clip, {"start": start, "end": end})
+    else:
+        clip, header = cached
+        start, end = header["start"], header["end"]
     response = Response(clip, mimetype="video/mp4")
     response.headers["Cache-Control"] = "max-age=86400"
     response.headers["x-video-start"], response.headers["x-video-end"] = f"{start:.3f}", f"{end:.3f}"
+    response.headers["x-cache"] = "miss" if cached is None else "hit"
     return response
 
 
@@ -115,10 +125,16 @@ def video(token: str):
 def image(token: str):
     svc, ref, record, width = _preview_request(token)
     webp = request.accept_mimetypes.quality("image/webp") > 0 and "image/webp" in request.headers.get("Accept", "")
-    still = render_still(
-        preview_source(svc.settings, record), ref.at, width, "webp" if webp else "jpeg", svc.settings.media.ffmpeg
-    )
+    fmt = "webp" if webp else "jpeg"
+    key = f"image/{record.id}/{ref.at:.3f}/{width}/{fmt}"
+    cached = svc.preview_cache.get(key)
+    if cached is None:
+        still = render_still(preview_source(svc.settings, record), ref.at, width, fmt, svc.settings.media.ffmpeg)
+        svc.preview_cache.put(key, still, {})
+    else:
+        still = cached[0]
     response = Response(still, mimetype="image/webp" if webp else "image/jpeg")
     response.headers["Cache-Control"] = "max-age=86400"
     response.headers["Vary"] = "Accept"
+    response.headers["x-cache"] = "miss" if cached is None else "hit"
     return response
