@@ -9,5 +9,11 @@ _settings = load_settings()
 bind = [f"{_settings.server.host}:{_settings.server.port}"]
 # The first request of a worker may wait for its model to load (a few seconds); a search never takes long.
 timeout = 120
+# Threads, not one request per worker: a client that sends its headers or body slowly (or never) holds one thread
+# while the worker's other threads go on answering; all threads share the worker's one model. Searches at once are
+# still bounded by server.max_search_queue per worker. Behind a public front, nginx (which buffers whole requests
+# before passing them on) is the stronger guard against many slow clients.
+worker_class = "gthread"
+threads = 32
 # trace.moe clients put image URLs in the query string: allow request lines up to gunicorn's maximum.
 limit_request_line = 8190

@@ -217,6 +217,32 @@ def test_a_killed_store_host_heals_without_a_reload(live):
         assert _get(f"{live.base}/me")[0] == 200
 
 
+def test_slow_clients_do_not_hold_up_a_search(live):
+    """20 connections that never finish their request (headers dripped, or a body that never comes) beside
+    normal searches: the searches are answered as if they were not there."""
+    png = _shot(live, 0)[0].read_bytes()
+    assert _post(live, "/search", png, "image/png")[0] == 200  # warm
+    slow = []
+    for i in range(20):
+        connection = socket.create_connection(("127.0.0.1", live.port), timeout=30)
+        if i % 2:  # a lying Content-Length: the body never comes
+            connection.sendall(
+                b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n\x89PNG"
+            )
+        else:  # headers that never end
+            connection.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        slow.append(connection)
+    try:
+        time.sleep(1.0)
+        for _ in range(3):
+            started = time.monotonic()
+            status, _ = _post(live, "/search", png, "image/png")
+            assert status == 200 and time.monotonic() - started < 10.0
+    finally:
+        for connection in slow:
+            connection.close()
+
+
 def test_malformed_requests_never_yield_500(live):
     shot, _ = _shot(live, 0)
     png = shot.read_bytes()

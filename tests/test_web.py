@@ -196,7 +196,7 @@ def test_previews_are_cached_bounded_and_under_the_rate_limit(indexed, tmp_path)
     )  # room for a few small clips only
     app = create_app(settings, warm=False, index=index)
     client = app.test_client()
-    image, at = _frame(index.settings.library_path, tmp_path)
+    image, _ = _frame(index.settings.library_path, tmp_path)
     token = client.post("/search", data=image, content_type="image/jpeg").get_json()["result"][0]["video"]
     token = token.rsplit("/", 1)[1]
     first = client.get(f"/video/{token}?size=s&mute")

@@ -65,18 +65,36 @@ class Connection:
         with self._lock:
             if self._conn is None:
                 self._reconnect()
+            request = (target, method, args, kwargs)
             try:
-                self._conn.send((target, method, args, kwargs))
+                self._conn.send(request)
+            except OSError:
+                # The host was gone before it received this request, so nothing of it was done: connect again
+                # (to a new host) and send it once more.
+                self._drop()
+                self._reconnect()
+                self._send_or_fail(request)
+            try:
                 status, value = self._conn.recv()
             except (EOFError, OSError) as exc:
+                # The host went away with the request in hand: whether it was done is unknown, so it is not sent
+                # again; the caller gets a clean error, and the next call connects again.
                 self._drop()
-                where = f"; see {self._log_path}" if self._log_path else ""
-                raise StoreUnavailableError(
-                    f"lost the connection to the store host ({exc or 'closed'}){where}"
-                ) from None
+                raise self._lost(exc) from None
         if status == "ok":
             return value
         raise decode_error(value)
+
+    def _send_or_fail(self, request: tuple) -> None:
+        try:
+            self._conn.send(request)
+        except OSError as exc:
+            self._drop()
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: BaseException) -> StoreUnavailableError:
+        where = f"; see {self._log_path}" if self._log_path else ""
+        return StoreUnavailableError(f"lost the connection to the store host ({exc or 'closed'}){where}")
 
     def _reconnect(self) -> None:
         if self._reopen is None:
