@@ -13,7 +13,8 @@ timeout = 120
 # while the worker's other threads go on answering; all threads share the worker's one model. Searches at once are
 # still bounded by server.max_search_queue per worker. Behind a public front, nginx (which buffers whole requests
 # before passing them on) is the stronger guard against many slow clients.
-worker_class = "gthread"
+# gthread, with gunicorn's own errors (a malformed request line, a header too long) in the API's JSON shape.
+worker_class = "animeback.web.gunicorn_worker.JsonErrorThreadWorker"
 threads = 32
 # trace.moe clients put image URLs in the query string: allow request lines up to gunicorn's maximum.
 limit_request_line = 8190

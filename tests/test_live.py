@@ -300,6 +300,19 @@ def test_malformed_requests_never_yield_500(live):
                 answer += chunk
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400") and b"could not be read" in body, answer[:300]
+    for raw_request in (
+        b"GARBAGE\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", live.port), timeout=30) as raw:  # refused by gunicorn itself
+            raw.sendall(raw_request)
+            answer = b""
+            while chunk := raw.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b" 4" in head.split(b"\r\n")[0] and b"application/json" in head, answer[:300]
+        assert json.loads(body)["error"]
     assert _get(f"{live.base}/status")[0] == 200  # still answering
 
 
