@@ -133,6 +133,7 @@ def _race_for_key(path: str, start, out) -> None:
     out.put(read_or_create_key(Path(path)))
 
 
+@pytest.mark.slow  # 120 processes
 def test_processes_racing_to_create_the_key_all_read_the_same_whole_key(tmp_path):
     context = multiprocessing.get_context("fork")
     for trial in range(30):

@@ -53,6 +53,7 @@ def test_dedupe_keeps_contiguous_spans_and_collapses_the_static_shot(library_tem
     assert len(still) <= int(20.0 - static_start) + 1
 
 
+@pytest.mark.slow  # encodes a video
 def test_burnt_in_letterbox_is_detected(tmp_path):
     plain = make_episode(tmp_path / "plain.mp4", seed=9, duration=12)
     video = tmp_path / "boxed.mp4"
@@ -79,6 +80,7 @@ def test_probe_errors(tmp_path, content, message):
     assert str(path) in err.value.message and message in err.value.message
 
 
+@pytest.mark.slow  # encodes a video
 def test_truncated_video_is_reported(tmp_path):
     good = make_episode(tmp_path / "good.mkv", seed=4, duration=10)
     cut = tmp_path / "cut.mkv"
