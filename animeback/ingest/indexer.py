@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -207,15 +208,13 @@ class EpisodeIndexer:
                 f"{file.path}: too long to index ({info.duration:.0f} s at media.sample_fps "
                 f"{s.media.sample_fps:g} is more than {MAX_SAMPLES} samples)"
             )
-        record = EpisodeRecord(
-            id=catalogue.new_episode_id(),
-            series_id=file.series_id,
-            relpath=file.relpath,
-            status=EpisodeStatus.INDEXING,
+        record = _new_record(
+            self.index,
+            file,
+            EpisodeStatus.INDEXING,
             size=file.size,
             mtime_ns=file.mtime_ns,
             content_hash=digest,
-            episode=file.episode,
             duration=info.duration,
             fps=info.fps,
             width=info.width,
@@ -269,6 +268,18 @@ class EpisodeIndexer:
         return record
 
 
+def _new_record(index: Index, file: EpisodeFile, status: EpisodeStatus, **fields: Any) -> EpisodeRecord:
+    """A record of a library file under a fresh episode id (ids are never reused)."""
+    return EpisodeRecord(
+        id=index.catalogue.new_episode_id(),
+        series_id=file.series_id,
+        relpath=file.relpath,
+        status=status,
+        episode=file.episode,
+        **fields,
+    )
+
+
 def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str, environmental: bool) -> None:
     """Keep a "failed" record (no vectors) so `status` can show the current cause, and say when to try again: a
     cause outside the file (environmental) on the next run; a file that fails the same way again after a back-off
@@ -290,13 +301,7 @@ def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str, en
         same = record.error == error and record.content_hash == digest
         attempts = int(record.extra.get("attempts", 1)) + 1 if same else 1
     else:
-        record = EpisodeRecord(
-            id=catalogue.new_episode_id(),
-            series_id=file.series_id,
-            relpath=file.relpath,
-            status=EpisodeStatus.FAILED,
-            episode=file.episode,
-        )
+        record = _new_record(index, file, EpisodeStatus.FAILED)
         attempts = 1
     record.status, record.error, record.frames_kept, record.vectors = EpisodeStatus.FAILED, error, 0, 0
     record.size, record.mtime_ns, record.content_hash = file.size, file.mtime_ns, digest
