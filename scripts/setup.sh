@@ -24,11 +24,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.installed-$(cat requirements*.txt pyproject.toml | sha256sum | cut -c1-16)-$(basename "$requirements")"
+install_packages() {
+  .venv/bin/python -m pip install -q --upgrade pip &&
+    .venv/bin/python -m pip install -q -r "$requirements" &&
+    # AnimeBack itself, editable: `import animeback` and the `animeback` command work from anywhere, no sys.path edits
+    .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+}
 if [ ! -f "$stamp" ]; then
   echo "installing Python packages from $requirements"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "$requirements"
-  # AnimeBack itself, editable: `import animeback` and the `animeback` command work from anywhere, no sys.path edits
-  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+  if ! install_packages; then  # e.g. a .venv left half-written by an interrupted install: start it again once
+    echo "the install failed; recreating .venv and trying once more"
+    rm -rf .venv
+    "$PYTHON" -m venv .venv
+    install_packages
+  fi
   touch "$stamp"
 fi
