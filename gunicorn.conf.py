@@ -3,9 +3,15 @@
 Command-line options override these. The listening address defaults to server.host:server.port of the config.
 """
 
-from animeback.config import load_settings
+import sys
 
-_settings = load_settings()
+from animeback.config import load_settings
+from animeback.errors import AnimeBackError
+
+try:
+    _settings = load_settings()
+except AnimeBackError as exc:  # the CLI's one line, not gunicorn's traceback of its config file
+    sys.exit(f"error: {exc.message}")
 bind = [f"{_settings.server.host}:{_settings.server.port}"]
 # The first request of a worker may wait for its model to load (a few seconds); a search never takes long.
 timeout = 120

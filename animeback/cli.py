@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import config as config_module
-from .errors import AnimeBackError, BadParameterError
+from .errors import AnimeBackError, BadParameterError, ConfigError
 from .stores import EpisodeStatus
 
 log = logging.getLogger("animeback")
@@ -124,10 +124,17 @@ def cmd_download_bilibili(args, settings) -> int:
 
 
 def cmd_status(args, settings) -> int:
-    with _open_index(settings) as index:
-        stats = index.refresh_stats()
-        failed = [r for r in index.catalogue.episodes() if r.status == EpisodeStatus.FAILED]
-        model = index.indexed_model() or index.model_name
+    from .index import PARAMETERS_KEY, refresh_stats
+    from .stores.host import connect
+
+    store = connect(settings)  # the catalogue alone: no model to load for a report
+    try:
+        stats = refresh_stats(store.catalogue)
+        failed = [r for r in store.catalogue.episodes() if r.status == EpisodeStatus.FAILED]
+        recorded = store.catalogue.get_meta(PARAMETERS_KEY) or {}
+        model = recorded.get("model") or store.catalogue.get_meta("model") or "none yet (nothing indexed)"
+    finally:
+        store.close()
     print(f"library: {settings.library_path}")
     print(
         f"index: {stats['series']} series, {stats['episodes']} episodes, {stats['video_seconds'] / 3600:.2f} h, "
@@ -258,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.config and args.command not in (None, "init") and not Path(args.config).expanduser().exists():
+            raise ConfigError(
+                f"config file {args.config} not found (`python run.py init --config {args.config}` writes one)"
+            )
         settings = config_module.load_settings(args.config)
         if args.command is None:
             return cmd_init(args, settings)

@@ -16,7 +16,7 @@ from .imaging import HALF_REGIONS
 from .model.embedder import Embedder
 from .stores import EpisodeStatus, VectorStore
 from .stores.host import connect
-from .stores.rpc import StoreClient
+from .stores.rpc import RemoteCatalogue, StoreClient
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,27 @@ class IndexParameters:
     def vectors_per_frame(self) -> int:
         """Entries per kept frame: the whole frame, plus its four halves with half-frame entries."""
         return 1 + len(HALF_REGIONS) if self.half_frames else 1
+
+
+def refresh_stats(catalogue: RemoteCatalogue) -> dict[str, Any]:
+    """Recompute library totals from the catalogue and store them for /status and frameCount."""
+    stats: dict[str, Any] = {"series": 0, "episodes": 0, "failed": 0, "vectors": 0, "video_seconds": 0.0}
+    series, aspects = set(), set()
+    for record in catalogue.episodes():
+        if record.status == EpisodeStatus.INDEXED:
+            series.add(record.series_id)
+            width, height = (record.crop[2], record.crop[3]) if record.crop else (record.width, record.height)
+            if width and height:
+                aspects.add(round(width / height, 3))
+            stats["episodes"] += 1
+            stats["vectors"] += record.vectors or record.frames_kept
+            stats["video_seconds"] += record.duration
+        elif record.status == EpisodeStatus.FAILED:
+            stats["failed"] += 1
+    stats["series"] = len(series)
+    stats["aspects"] = sorted(aspects)  # the library's frame shapes (width / height), for finding windows
+    catalogue.put_meta("stats", stats)
+    return stats
 
 
 class Index:
@@ -112,23 +133,7 @@ class Index:
 
     def refresh_stats(self) -> dict[str, Any]:
         """Recompute library totals from the catalogue and store them for /status and frameCount."""
-        stats: dict[str, Any] = {"series": 0, "episodes": 0, "failed": 0, "vectors": 0, "video_seconds": 0.0}
-        series, aspects = set(), set()
-        for record in self.catalogue.episodes():
-            if record.status == EpisodeStatus.INDEXED:
-                series.add(record.series_id)
-                width, height = (record.crop[2], record.crop[3]) if record.crop else (record.width, record.height)
-                if width and height:
-                    aspects.add(round(width / height, 3))
-                stats["episodes"] += 1
-                stats["vectors"] += record.vectors or record.frames_kept
-                stats["video_seconds"] += record.duration
-            elif record.status == EpisodeStatus.FAILED:
-                stats["failed"] += 1
-        stats["series"] = len(series)
-        stats["aspects"] = sorted(aspects)  # the library's frame shapes (width / height), for finding windows
-        self.catalogue.put_meta("stats", stats)
-        return stats
+        return refresh_stats(self.catalogue)
 
     def reset(self) -> None:
         """Empty the index entirely (vectors first, then the catalogue's episodes and frames)."""

@@ -84,6 +84,37 @@ def test_bad_config_is_one_line_error(tmp_path):
     assert out.stderr.strip() == "error: config key 'media.sample_fps' must be between 0.1 and 30.0; got -1.0"
 
 
+def test_status_loads_no_model_and_a_missing_config_file_is_named(tmp_path):
+    code = "import sys; from animeback.cli import main; code = main(['-q', 'status']); print(code, 'tensorflow' in sys.modules)"
+    env = {**os.environ, "ANIMEBACK_STORES__HOST_IDLE_S": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "0 False", out.stdout + out.stderr  # a report, no TensorFlow
+    assert "index: 0 series, 0 episodes" in out.stdout and "model none yet" in out.stdout
+    out = run_cli(["--config", "typo.json", "status"], tmp_path)
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        "error: config file typo.json not found (`python run.py init --config typo.json` writes one)"
+    ]
+    assert run_cli(["--config", "new.json", "init"], tmp_path).returncode == 0 and (tmp_path / "new.json").exists()
+
+
+def test_a_bad_config_under_gunicorn_is_one_line_too(tmp_path):
+    (tmp_path / "config.json").write_text('{"media": {"sample_fps": -1}}')
+    env = {**os.environ, "ANIMEBACK_CONFIG": str(tmp_path / "config.json")}
+    out = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "app:flask_app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        "error: config key 'media.sample_fps' must be between 0.1 and 30.0; got -1.0"
+    ], out.stderr
+
+
 @pytest.mark.slow
 def test_process_search_and_bad_queries(tmp_path, library_template):
     env = {"ANIMEBACK_LIBRARY_DIR": str(library_template)}
