@@ -34,6 +34,12 @@ def _conforms(response, path: str, method: str) -> dict:
     return body
 
 
+def test_the_openapi_document_is_a_valid_openapi_3_1_document():
+    from openapi_spec_validator import validate
+
+    validate(DOC)  # raises, naming the first error
+
+
 def test_every_route_is_documented_and_every_documented_route_exists(client):
     documented = {
         (re.sub(r"\{[^}]+\}", "{}", path), method.upper()) for path, ops in DOC["paths"].items() for method in ops
