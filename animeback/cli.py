@@ -125,8 +125,10 @@ def cmd_download_bilibili(args, settings) -> int:
 
 def cmd_status(args, settings) -> int:
     from .index import PARAMETERS_KEY, refresh_stats
+    from .model.embedder import check_model_files
     from .stores.host import connect
 
+    check_model_files(settings)  # a configuration that could not index or search is said at once
     store = connect(settings)  # the catalogue alone: no model to load for a report
     try:
         stats = refresh_stats(store.catalogue)

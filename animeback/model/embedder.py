@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import ConfigError
-from .finetune import ModelCard
+from .finetune import ModelCard, trained_model_card
 from .mobilenet import INPUT_SIZE
 
 TRAINED_PCA_NAME = "pca.npz"  # a library's own PCA (`train-pca`), in the data folder
@@ -106,6 +106,18 @@ def pca_path(settings: Settings) -> Path:
         return settings.path(settings.features.pca)
     trained = settings.data_path / TRAINED_PCA_NAME
     return trained if trained.exists() else settings.path(DEFAULT_PCA)
+
+
+def check_model_files(settings: Settings) -> None:
+    """Check that the configured model's files are there and readable, without loading the CNN (for `status`)."""
+    f = settings.features
+    weights = settings.path(f.weights)
+    if not weights.exists():
+        raise ConfigError(f"CNN weights not found: {weights} (see models/README.md)")
+    if f.model:
+        trained_model_card(settings.path(f.model))  # raises, naming the folder
+    else:
+        PcaModel.load(pca_path(settings))
 
 
 class Embedder:

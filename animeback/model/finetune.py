@@ -84,11 +84,17 @@ def init_projection(head, mean: np.ndarray, components: np.ndarray, scale: np.nd
     head.get_layer("projection").set_weights([kernel, (-(mean @ kernel)).astype("float32")])
 
 
-def load_trained(keras, weights: Path, folder: Path):
-    """The full image -> vector Keras model of a trained model folder, and its card."""
+def trained_model_card(folder: Path) -> ModelCard:
+    """The card of a finished trained model folder (raises ConfigError when the folder is not one)."""
     card = ModelCard.load(folder)
     if not (folder / HEAD_NAME).exists():
         raise ConfigError(f"{folder}: {HEAD_NAME} missing (an unfinished `python run.py train`?)")
+    return card
+
+
+def load_trained(keras, weights: Path, folder: Path):
+    """The full image -> vector Keras model of a trained model folder, and its card."""
+    card = trained_model_card(folder)
     trunk, head = split_mobilenet(keras, weights, card.dim, card.cut_layer)
     try:
         head.load_weights(folder / HEAD_NAME)
