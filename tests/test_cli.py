@@ -99,6 +99,7 @@ def test_status_loads_no_model_and_a_missing_config_file_is_named(tmp_path):
     assert run_cli(["--config", "new.json", "init"], tmp_path).returncode == 0 and (tmp_path / "new.json").exists()
 
 
+@pytest.mark.live  # starts gunicorn
 def test_a_bad_config_under_gunicorn_is_one_line_too(tmp_path):
     (tmp_path / "config.json").write_text('{"media": {"sample_fps": -1}}')
     env = {**os.environ, "ANIMEBACK_CONFIG": str(tmp_path / "config.json")}
