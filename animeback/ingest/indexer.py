@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,13 +132,13 @@ def _check_removals(
         )
 
 
-def _delete_stray_previews(index: Index) -> int:
-    """Delete preview files that no record names: `.part` files of interrupted runs, previews of removed episodes
-    (the writer lock is held, so no other run is writing one now)."""
+def _delete_stray_previews(index: Index, kept: Iterable[EpisodeRecord]) -> int:
+    """Delete preview files that none of the kept records names: `.part` files of interrupted runs, previews of
+    removed episodes (the writer lock is held, so no other run is writing one now)."""
     folder = index.settings.data_path / PREVIEW_DIR
     if not folder.is_dir():
         return 0
-    named = {r.preview for r in index.catalogue.episodes() if r.preview}
+    named = {r.preview for r in kept if r.preview}
     deleted = 0
     for path in folder.iterdir():
         if f"{PREVIEW_DIR}/{path.name}" not in named and path.is_file():
@@ -365,7 +366,8 @@ def _process_library(
         log.info("removing %s (file is gone)", record.relpath)
         _remove_episode(index, record)
         report.removed += 1
-    report.previews_deleted = _delete_stray_previews(index)
+    # the records left once the gone ones are removed: no second read of the catalogue
+    report.previews_deleted = _delete_stray_previews(index, [r for p, r in records.items() if p in on_disk])
     for series_id in sorted({f.series_id for f in files}):
         metadata = read_series_metadata(settings.library_path / series_id)
         if metadata != (index.catalogue.get_series(series_id) or {}):

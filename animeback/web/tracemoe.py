@@ -14,6 +14,13 @@ from .services import UNLIMITED, current_caller, reading_body, services
 
 bp = Blueprint("tracemoe", __name__)
 
+
+@bp.before_request
+def _identify() -> None:
+    """Every route of the family (search, me, previews): the caller's key checked and rate limit counted, first."""
+    current_caller()
+
+
 RAW_BODY_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded")
 MAX_SERIES_ID = 256
 
@@ -88,7 +95,6 @@ def me():
 
 def _preview_request(token: str):
     svc = services()
-    current_caller()  # the rate limit of /search applies to previews too
     ref = svc.signer.check(token)
     size = request.args.get("size", "m")
     if size not in WIDTHS:
