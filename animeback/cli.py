@@ -68,8 +68,13 @@ def cmd_search(args, settings) -> int:
     except AnimeBackError as exc:
         raise type(exc)(f"{path}: {exc.message}") from None
     with _open_index(settings) as index:
-        outcome = Searcher(index).search(
-            query.rgb, cut_borders=not args.no_cut_borders, series=args.series, limit=args.limit, scale=query.scale
+        searcher = Searcher(index)
+        outcome = searcher.search(
+            query.rgb,
+            cut_borders=not args.no_cut_borders,
+            series=searcher.series_folders(args.series) if args.series else None,
+            limit=args.limit,
+            scale=query.scale,
         )
         series_info = {m.series_id: index.catalogue.get_series(m.series_id) or {} for m in outcome.matches}
     if args.json:
@@ -184,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="find the scene of a screenshot", description="Find the scene of a screenshot.")
     p.add_argument("image", help="image file (JPEG, PNG, WebP, GIF, BMP)")
     p.add_argument("--json", action="store_true", help="print the web API's JSON (trace.moe's shape)")
-    p.add_argument("--series", help="only search this series id")
+    p.add_argument("--series", help="only search this series: its integer id (as `anilist` in results) or folder name")
     p.add_argument("--limit", type=int, default=None, help="at most this many results (default: search.max_results)")
     p.add_argument("--no-cut-borders", action="store_true", help="do not look for the picture inside black borders")
     p.add_argument("--anilist-info", action="store_true", help="with --json: series metadata instead of the id")

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 LIBRARY = [
     ("101", "[Sub] Show One - 01 [1080p].mp4", 1, 20.0),
     ("101", "[Sub] Show One - 02 [1080p].mkv", 2, 20.0),
-    ("202", "Other Show EP03.webm", 3, 16.0),
+    ("Other Show", "Other Show EP03.webm", 3, 16.0),  # a folder name that is not an AniList id
 ]
 
 

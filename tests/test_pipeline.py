@@ -48,7 +48,7 @@ def test_process_indexes_every_episode(indexed):
     assert stats["vectors"] == report.vectors_written and stats["aspects"] == [round(320 / 180, 3)]
     episodes = {r.relpath: r for r in index.catalogue.episodes()}
     assert episodes["101/[Sub] Show One - 02 [1080p].mkv"].episode == 2
-    assert episodes["202/Other Show EP03.webm"].episode == 3
+    assert episodes["Other Show/Other Show EP03.webm"].episode == 3
     for record in episodes.values():
         preview = index.settings.data_path / record.preview
         assert preview.stat().st_size > 1000
@@ -87,11 +87,13 @@ def test_series_filter_and_result_shape(indexed, library_template, tmp_path):
     index, _ = indexed
     series, name, _seed, _duration = LIBRARY[2]
     shot = grab_frame(library_template / series / name, 3.0, tmp_path / "q.png")
-    outcome = Searcher(index).search_bytes(shot.read_bytes(), series="101")
+    searcher = Searcher(index)
+    outcome = searcher.search_bytes(shot.read_bytes(), series=searcher.series_folders("101"))
     assert outcome.matches and all(m.series_id == "101" for m in outcome.matches)
-    result = trace_moe_result(Searcher(index).search_bytes(shot.read_bytes()).matches[0])
+    result = trace_moe_result(searcher.search_bytes(shot.read_bytes()).matches[0])
     assert set(result) == {
         "anilist",
+        "series",
         "filename",
         "episode",
         "episode_start",
@@ -104,7 +106,14 @@ def test_series_filter_and_result_shape(indexed, library_template, tmp_path):
         "video",
         "image",
     }
-    assert result["anilist"] == 202 and result["episode"] == 3 and result["from"] <= result["at"] <= result["to"]
+    # a folder that is not a number gets a stable integer id of the catalogue's, above every AniList id
+    other = index.catalogue.series_number("Other Show")
+    assert isinstance(other, int) and 1_000_000_000 <= other < 2**31
+    assert result["anilist"] == other and result["series"] == "Other Show" and result["episode"] == 3
+    assert result["from"] <= result["at"] <= result["to"]
+    assert searcher.series_folders(str(other)) == ["Other Show"] and searcher.series_folders("Other Show") == [
+        "Other Show"
+    ]
 
 
 @pytest.mark.slow

@@ -51,6 +51,7 @@ def test_search_by_multipart_under_any_field_name_and_by_raw_body(client, indexe
         assert best["from"] <= at + 1.0 and best["to"] >= at - 1.0 and abs(best["at"] - at) <= 1.5
         assert set(best) == {
             "anilist",
+            "series",
             "filename",
             "episode",
             "episode_start",
@@ -142,8 +143,10 @@ def test_flags_count_by_presence_and_series_filter(client, indexed, tmp_path):
     anilist = body["result"][0]["anilist"]
     assert anilist["id"] == 101 and anilist["title"]["native"] == "ショーワン"
     assert anilist["synonyms"] == [] and anilist["isAdult"] is False
-    body = client.post("/search?anilistID=202", data=image, content_type="image/jpeg").get_json()
-    assert body["result"] and all(r["anilist"] == 202 for r in body["result"])
+    other = index.catalogue.series_number("Other Show")
+    for by in (other, "Other%20Show"):  # the integer id, or the folder name
+        body = client.post(f"/search?anilistID={by}", data=image, content_type="image/jpeg").get_json()
+        assert body["result"] and all(r["anilist"] == other and r["series"] == "Other Show" for r in body["result"])
     body = client.post("/search?anilistID=999", data=image, content_type="image/jpeg").get_json()
     assert body["result"] == []
 
@@ -162,6 +165,21 @@ def test_search_errors_are_json_with_trace_moe_statuses(client, tmp_path):
     for response, status, message in cases:
         assert response.status_code == status, (status, response.get_json())
         assert response.is_json and message.lower() in response.get_json()["error"].lower()
+
+
+def test_me_gives_the_usage_history_of_a_period(client, indexed, tmp_path):
+    image, _ = _frame(indexed[0].settings.library_path, tmp_path)
+    before = {period: client.get(f"/me?period={period}").get_json() for period in ("minute", "hour", "day")}
+    client.post("/search", data=image, content_type="image/jpeg")
+    client.post("/search", data=b"not an image", content_type="image/jpeg")
+    for period, history in before.items():
+        after = client.get(f"/me?period={period}").get_json()
+        assert isinstance(after, list) and after, period
+        last, previous = after[-1], (history[-1] if history and history[-1]["time"] == after[-1]["time"] else {})
+        assert last["time"].endswith("Z") and last["total"] == previous.get("total", 0) + 2
+        assert last["200"] == previous.get("200", 0) + 1 and last["400"] == previous.get("400", 0) + 1
+    response = client.get("/me?period=week")
+    assert response.status_code == 400 and "minute, hour or day" in response.get_json()["error"]
 
 
 def test_me_reports_caller_and_usage(client, indexed, tmp_path):
@@ -198,7 +216,7 @@ def test_previews_are_cached_bounded_and_under_the_rate_limit(indexed, tmp_path)
     client = app.test_client()
     image, _ = _frame(index.settings.library_path, tmp_path)
     token = client.post("/search", data=image, content_type="image/jpeg").get_json()["result"][0]["video"]
-    token = token.rsplit("/", 1)[1]
+    token = token.rsplit("/", 1)[1].split("?")[0]
     first = client.get(f"/video/{token}?size=s&mute")
     again = client.get(f"/video/{token}?size=s&mute")
     assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit") and first.data == again.data
@@ -236,9 +254,14 @@ def test_previews_cut_the_shot_and_are_signed(client, indexed, tmp_path):
     index, _ = indexed
     image, at = _frame(index.settings.library_path, tmp_path)
     best = client.post("/search", data=image, content_type="image/jpeg").get_json()["result"][0]
-    token = best["video"].rsplit("/", 1)[1]
-    video = client.get(f"/video/{token}?size=s&mute")
+    path = best["video"].removeprefix("http://localhost")
+    assert "?" in path  # preview URLs carry a query string, as trace.moe's do, so that clients append `&mute`
+    token = path.rsplit("/", 1)[1].split("?")[0]
+    video = client.get(f"{path}&size=s&mute")  # what tracemoepy, PicImageSearch and httpx-based clients send
     assert video.status_code == 200 and video.mimetype == "video/mp4"
+    for appended in ("?size=s&mute", ";size=s;mute"):  # a second "?", or another separator: the same clip
+        assert client.get(f"{path}{appended}").data == video.data, appended
+    assert client.get(f"{path}&size=s").data != video.data  # with sound
     assert video.headers["Cache-Control"] == "max-age=86400"
     duration, streams = _ffprobe_duration(video.data, tmp_path)
     start, end = float(video.headers["x-video-start"]), float(video.headers["x-video-end"])
@@ -263,6 +286,26 @@ def test_previews_cut_the_shot_and_are_signed(client, indexed, tmp_path):
     response = client.get(f"/video/{expired}")
     assert response.status_code == 410 and "expired" in response.get_json()["error"]
     assert client.get(f"/video/{token}?size=xl").status_code == 400
+    assert client.get(f"{path}&size=m&size=xl").status_code == 400  # the last of a name wins
+
+
+def test_video_previews_answer_range_requests(client, indexed, tmp_path):
+    """Safari plays, and players seek, only with HTTP Range: 206 with Content-Range, and Accept-Ranges."""
+    index, _ = indexed
+    image, _ = _frame(index.settings.library_path, tmp_path)
+    path = client.post("/search", data=image, content_type="image/jpeg").get_json()["result"][0]["video"]
+    path = path.removeprefix("http://localhost") + "&size=s&mute"
+    whole = client.get(path)
+    assert whole.status_code == 200 and whole.headers["Accept-Ranges"] == "bytes" and whole.headers["ETag"]
+    size = len(whole.data)
+    first = client.get(path, headers={"Range": "bytes=0-1"})  # what Safari asks first
+    assert first.status_code == 206 and first.data == whole.data[:2]
+    assert first.headers["Content-Range"] == f"bytes 0-1/{size}" and first.headers["Content-Length"] == "2"
+    tail = client.get(path, headers={"Range": "bytes=100-"})
+    assert tail.status_code == 206 and tail.data == whole.data[100:]
+    assert client.get(path, headers={"Range": f"bytes={size + 10}-"}).status_code == 416
+    same = client.get(path, headers={"If-None-Match": whole.headers["ETag"]})
+    assert same.status_code == 304 and not same.data
     assert client.get("/video/..%2f..%2fetc%2fpasswd").status_code in (403, 404)
 
 

@@ -32,7 +32,7 @@ from ..model.pixels import to_model_input
 from ..stores import EpisodeRecord, EpisodeStatus, FrameRow
 from ..stores.catalogue import MAX_SAMPLES, frame_id
 from .dedupe import Deduplicator, KeptFrame
-from .library import EpisodeFile, content_hash, read_series_metadata, scan_library
+from .library import EpisodeFile, anilist_id, content_hash, read_series_metadata, scan_library
 from .media import FrameSampler, open_video
 
 log = logging.getLogger(__name__)
@@ -372,6 +372,7 @@ def _process_library(
         metadata = read_series_metadata(settings.library_path / series_id)
         if metadata != (index.catalogue.get_series(series_id) or {}):
             index.catalogue.put_series(series_id, metadata)
+        index.catalogue.assign_series_number(series_id, anilist_id(series_id, metadata))
     worker = EpisodeIndexer(index, progress)
     todo = [f for f in files if not _unchanged(records.get(f.relpath), f, settings.process.retry_failed_after_s)]
     report.skipped = len(files) - len(todo)

@@ -139,6 +139,24 @@ def read_series_metadata(series_dir: Path) -> dict:
     return data
 
 
+MAX_ANILIST_ID = 2**31 - 1
+
+
+def anilist_id(series_id: str, metadata: dict) -> int | None:
+    """The AniList id of a series: series.json's "anilist", else the folder name when it is a number (and not
+    another site's id: a bilibili season's folder is its season id), else None."""
+    given = metadata.get("anilist")
+    if isinstance(given, int) and not isinstance(given, bool) and 0 < given <= MAX_ANILIST_ID:
+        return given
+    if given is not None:
+        log.warning('ignoring "anilist" of series %s: %r is not an AniList id (a whole number)', series_id, given)
+    if metadata.get("source", "anilist") != "anilist":
+        return None
+    if series_id.isascii() and series_id.isdigit() and 0 < int(series_id) <= MAX_ANILIST_ID:
+        return int(series_id)
+    return None
+
+
 def content_hash(path: Path, chunk: int = 4 << 20) -> str:
     """SHA-256 of a file's content, streamed."""
     digest = hashlib.sha256()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ class SceneMatch:
     at: float
     end: float  # "to"
     similarity: float
+    series_number: int | None = None  # the series' integer id (AniList's, or the catalogue's); None before process
 
 
 @dataclass
@@ -124,6 +126,13 @@ class Searcher:
         self.settings = index.settings.search
         self.vectors_per_frame = index.parameters().vectors_per_frame
 
+    def series_folders(self, series: str) -> list[str]:
+        """The series folders a filter names: those with that integer id (AniList's or the catalogue's) when it is
+        a number, else the folder of that name."""
+        if series.isascii() and series.isdigit():
+            return self.index.catalogue.series_with_number(int(series)) if len(series) <= 10 else []
+        return [series]
+
     def search_bytes(self, data: bytes, **options) -> SearchOutcome:
         """Decode and search query bytes."""
         query = decode_query(self.index.settings.search, data)
@@ -133,12 +142,13 @@ class Searcher:
         self,
         rgb: np.ndarray,
         cut_borders: bool | None = None,
-        series: str | None = None,
+        series: Sequence[str] | None = None,
         limit: int | None = None,
         scale: float = 1.0,
     ) -> SearchOutcome:
-        """Top scenes for an RGB image; with cut_borders, the picture found inside borders or chrome too. `scale`
-        is the query's pixels per pixel of `rgb` (a shrunk decode), so that the region is reported in the query's."""
+        """Top scenes for an RGB image, within the given series folders if any; with cut_borders, the picture found
+        inside borders or chrome too. `scale` is the query's pixels per pixel of `rgb` (a shrunk decode), so that
+        the region is reported in the query's."""
         s = self.settings
         cut_borders = s.cut_borders if cut_borders is None else cut_borders
         limit = min(limit or s.max_results, s.max_results)
@@ -179,5 +189,8 @@ class Searcher:
                     float(np.clip(best.similarity, 0.0, 1.0)),
                 )
             )
+        numbers = self.index.catalogue.series_numbers(sorted({m.series_id for m in matches})) if matches else {}
+        for m in matches:
+            m.series_number = numbers.get(m.series_id)
         region = box.scaled(scale) if is_cropped(box, rgb.shape) else None
         return SearchOutcome(stats.get("vectors", 0), matches, region, [r.name for r in regions])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ _FRAME = struct.Struct(">Qddd")  # episode, time, span start, span end
 FRAME_ID_BITS = 22  # frame id = episode id << 22 | region << 19 | sample index: deterministic, so a retry
 REGION_SHIFT = 19  # rewrites the same ids; region 0 (the whole frame) keeps the ids of indexes made before regions
 MAX_SAMPLES = 1 << REGION_SHIFT  # sampled frames per episode (48 h at 3 fps)
+# Series numbers the catalogue assigns lie above every AniList id (under 1 million) and within a signed 32-bit
+# int, which typed clients (pydantic's int, Java's int) hold.
+ASSIGNED_SERIES_NUMBERS = range(1_000_000_000, 2_147_483_648)
 
 
 def frame_id(episode: int, index: int, region: int = 0) -> int:
@@ -107,6 +111,48 @@ class Catalogue:
 
     def series_ids(self) -> list[str]:
         return [k[len(b"series/") :].decode() for k, _ in self.db.iterator(prefix=b"series/")]
+
+    def assign_series_number(self, series_id: str, number: int | None = None) -> int:
+        """Give a series its integer id (trace.moe's `anilist`): `number` when given (an AniList id); else the one
+        it has; else a new one, stable for the folder name (a hash, moved on past numbers other folders hold)."""
+        current = self.series_number(series_id)
+        if number is None and current is not None:
+            return current
+        if number is None:
+            span = len(ASSIGNED_SERIES_NUMBERS)
+            digest = int.from_bytes(hashlib.sha256(series_id.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+            offset = digest % span
+            while self.series_with_number(ASSIGNED_SERIES_NUMBERS[offset]):
+                offset = (offset + 1) % span
+            number = ASSIGNED_SERIES_NUMBERS[offset]
+        if number == current:
+            return number
+        with self.db.write_batch(sync=True) as batch:
+            if current is not None:
+                batch.delete(b"series-by-number/%010d/" % current + series_id.encode())
+            batch.put(b"series-number/" + series_id.encode(), str(number).encode())
+            batch.put(b"series-by-number/%010d/" % number + series_id.encode(), b"")
+        return number
+
+    def series_number(self, series_id: str) -> int | None:
+        """The integer id of a series, None before `process` has assigned one."""
+        raw = self.db.get(b"series-number/" + series_id.encode())
+        return None if raw is None else int(raw)
+
+    def series_numbers(self, series_ids: list[str]) -> dict[str, int]:
+        """The integer ids of several series (those that have one)."""
+        found = {series_id: self.series_number(series_id) for series_id in series_ids}
+        return {series_id: number for series_id, number in found.items() if number is not None}
+
+    def numbered_series(self) -> dict[str, int]:
+        """Every series folder that has an integer id, with it."""
+        prefix = b"series-number/"
+        return {k[len(prefix) :].decode(): int(v) for k, v in self.db.iterator(prefix=prefix)}
+
+    def series_with_number(self, number: int) -> list[str]:
+        """The series folders that carry an integer id (several when folders name one AniList entry)."""
+        prefix = b"series-by-number/%010d/" % number
+        return [k[len(prefix) :].decode() for k in self.db.iterator(prefix=prefix, include_value=False)]
 
     # -- episodes -----------------------------------------------------------------------------------------
     def new_episode_id(self) -> int:

@@ -33,6 +33,11 @@ class Counters:
 
     def get(self, name: str) -> int:
         """A counter's current value (0 once it has expired)."""
+        return self.get_many([name])[0]
+
+    def get_many(self, names: list[str]) -> list[int]:
+        """Several counters' current values, in one call (0 for those expired or never used)."""
+        now = time.time()
         with self._lock:
-            expires, value = self._values.get(name, (0.0, 0))
-            return value if expires > time.time() else 0
+            found = [self._values.get(name, (0.0, 0)) for name in names]
+        return [value if expires > now else 0 for expires, value in found]

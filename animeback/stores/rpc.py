@@ -148,6 +148,21 @@ class RemoteCatalogue:
     def series_ids(self) -> list[str]:
         return self._call("series_ids")
 
+    def assign_series_number(self, series_id: str, number: int | None = None) -> int:
+        return self._call("assign_series_number", series_id, number)
+
+    def series_number(self, series_id: str) -> int | None:
+        return self._call("series_number", series_id)
+
+    def series_numbers(self, series_ids: list[str]) -> dict[str, int]:
+        return self._call("series_numbers", series_ids)
+
+    def numbered_series(self) -> dict[str, int]:
+        return self._call("numbered_series")
+
+    def series_with_number(self, number: int) -> list[str]:
+        return self._call("series_with_number", number)
+
     def new_episode_id(self) -> int:
         return self._call("new_episode_id")
 
@@ -193,6 +208,9 @@ class RemoteCounters:
 
     def get(self, name: str) -> int:
         return int(self._connection.call(self.target, "get", name))
+
+    def get_many(self, names: list[str]) -> list[int]:
+        return [int(v) for v in self._connection.call(self.target, "get_many", names)]
 
 
 def exposed_methods(client: type) -> frozenset[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,13 +169,16 @@ class VectorStore:
         iterator.close()
         return seen
 
-    def search(self, vectors: np.ndarray, limit: int, series: str | None = None) -> list[list[Hit]]:
+    def search(self, vectors: np.ndarray, limit: int, series: Sequence[str] | None = None) -> list[list[Hit]]:
         """Nearest frames for each query vector (at most `limit`, and at most MAX_TOPK), best first, optionally
-        within one series."""
+        within some series (by folder name; none at all when `series` is empty)."""
         limit = min(limit, MAX_TOPK)
         flt = ""
         if series is not None:
-            flt = 'series == "' + series.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            if not series:
+                return [[] for _ in vectors]
+            quoted = ('"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"' for name in series)
+            flt = "series in [" + ", ".join(quoted) + "]"
         from pymilvus.exceptions import MilvusException
 
         try:

@@ -22,7 +22,7 @@ def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
     """Build the Flask app for these settings; with warm, the model loads in the background at once.
 
     `index` lets a caller share an already opened Index (tests do, to load the model once)."""
-    from . import match, site, tracemoe
+    from . import anilist, match, site, tracemoe
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.search.max_image_bytes + MULTIPART_OVERHEAD
@@ -30,7 +30,7 @@ def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
         app.json.sort_keys = False  # answers keep trace.moe's field order
     services = Services(settings, index)
     app.extensions["animeback"] = services
-    for blueprint in (tracemoe.bp, match.bp, site.bp):
+    for blueprint in (tracemoe.bp, anilist.bp, match.bp, site.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(AnimeBackError)

@@ -3,37 +3,65 @@
 from __future__ import annotations
 
 from ..query.search import SceneMatch, SearchOutcome
+from ..stores.catalogue import ASSIGNED_SERIES_NUMBERS
 
 
-def series_key(series_id: str) -> int | str:
-    """A series id as trace.moe's `anilist` field: an int when numeric."""
-    return int(series_id) if series_id.isdigit() else series_id
+def series_key(match: SceneMatch) -> int | str:
+    """A match's series as trace.moe's `anilist` field: its integer id (the folder name only in an index that
+    `process` has not run on since series got integer ids)."""
+    if match.series_number is not None:
+        return match.series_number
+    return int(match.series_id) if match.series_id.isascii() and match.series_id.isdigit() else match.series_id
 
 
-def anilist_info(series_id: str, metadata: dict) -> dict:
-    """The series' metadata in AniList's shape (title object, synonyms, isAdult), as trace.moe clients expect."""
+def anilist_info(number: int | str, metadata: dict) -> dict:
+    """The series' metadata in AniList's shape (title object, synonyms, isAdult, cover, links), as trace.moe
+    clients expect; the metadata's other keys come along."""
     titles = dict(metadata.get("titles") or {})
     if isinstance(metadata.get("title"), str) and not (titles.get("romaji") or titles.get("english")):
         titles["romaji"] = metadata["title"]  # the library's display title, where clients look for a Latin one
-    info = {k: v for k, v in metadata.items() if k not in ("title", "titles")}
+    titles.setdefault("userPreferred", titles.get("english") or titles.get("romaji") or titles.get("native"))
+    info = {k: v for k, v in metadata.items() if k not in ("title", "titles", "episodes")}
+    cover = metadata.get("cover") or None
+    real = isinstance(number, int) and number not in ASSIGNED_SERIES_NUMBERS  # an AniList id, not one of ours
     info.update(
-        id=series_key(series_id),
+        id=number,
         title=titles,
         synonyms=metadata.get("synonyms", []),
         isAdult=bool(metadata.get("isAdult", False)),
+        coverImage={"large": cover, "medium": cover, "extraLarge": cover},
+        siteUrl=f"https://anilist.co/anime/{number}" if real else metadata.get("link"),
     )
     return info
+
+
+def anilist_media(number: int, metadata: dict) -> dict:
+    """A series as AniList's GraphQL `Media` object, from the library's metadata (what it lacks stays null)."""
+    media = anilist_info(number, metadata)
+    episodes = metadata.get("episodes")
+    media.update(
+        type="ANIME",
+        format=metadata.get("format"),
+        episodes=len(episodes) if isinstance(episodes, list) and episodes else metadata.get("episodeCount"),
+        description=metadata.get("intro") or metadata.get("description"),
+        startDate=metadata.get("startDate") or {"year": None, "month": None, "day": None},
+        endDate=metadata.get("endDate") or {"year": None, "month": None, "day": None},
+    )
+    return media
 
 
 def trace_moe_result(
     match: SceneMatch, series_info: dict | None = None, video: str | None = None, image: str | None = None
 ) -> dict:
-    """A match in trace.moe's result shape; with series_info, `anilist` is that metadata in AniList's shape."""
-    anilist = series_key(match.series_id) if series_info is None else anilist_info(match.series_id, series_info)
+    """A match in trace.moe's result shape; with series_info, `anilist` is that metadata in AniList's shape.
+    `series` (not trace.moe's) is the series' folder name in the library."""
+    number = series_key(match)
+    anilist = number if series_info is None else anilist_info(number, series_info)
     episode = match.episode
     bounds = episode if isinstance(episode, list) else [episode, episode]
     return {
         "anilist": anilist,
+        "series": match.series_id,
         "filename": match.filename,
         "episode": episode,
         "episode_start": bounds[0],

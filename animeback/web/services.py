@@ -33,6 +33,8 @@ from .previews import PreviewCache, PreviewSigner
 log = logging.getLogger(__name__)
 
 UNLIMITED = 2**31 - 1  # what /me reports for a limit that is off
+# /me?period=: the searches of the past 60 minutes, 72 hours or 60 days, per slot (trace.moe's periods).
+USAGE_PERIODS = {"minute": (60, 60), "hour": (3600, 72), "day": (86400, 60)}  # name: (slot seconds, slots)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,35 @@ class Services:
                 counters.add(f"running/{caller.id}", -1, 600.0)
         finally:
             self._queue.release()
+
+    def record_usage(self, caller: Caller, status: int) -> None:
+        """Count a search's answer (by HTTP status) in the caller's current slot of every /me period."""
+        now = int(time.time())
+        for period, (slot, slots) in USAGE_PERIODS.items():
+            start = now - now % slot
+            for name in ("total", str(status)):
+                self.counters.add(f"usage/{period}/{start}/{caller.id}/{name}", 1, float(slot * (slots + 1)))
+
+    def usage(self, caller: Caller, period: str, statuses: tuple[int, ...]) -> list[dict]:
+        """The caller's searches per slot of a period, oldest first, slots without searches left out: {time (ISO
+        8601, UTC), total, and a count per HTTP status}."""
+        slot, slots = USAGE_PERIODS[period]
+        now = int(time.time())
+        starts = [now - now % slot - slot * k for k in range(slots - 1, -1, -1)]
+        prefix = f"usage/{period}/{{}}/{caller.id}/"
+        totals = self.counters.get_many([prefix.format(start) + "total" for start in starts])
+        used = [start for start, total in zip(starts, totals, strict=True) if total]
+        names = [prefix.format(start) + str(code) for start in used for code in statuses]
+        counts = iter(self.counters.get_many(names))
+        history = []
+        for start in used:
+            row: dict = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))}
+            row["total"] = totals[starts.index(start)]
+            for code in statuses:
+                if count := next(counts):
+                    row[str(code)] = count
+            history.append(row)
+        return history
 
     def quota_used(self, caller: Caller) -> int:
         return self.counters.get(f"quota/{time.strftime('%Y-%m-%d', time.gmtime())}/{caller.id}")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+import hashlib
+import re
+from urllib.parse import unquote_plus
+
+from flask import Blueprint, Response, g, jsonify, request
 
 from ..errors import BadImageError, BadParameterError, NoImageError, NotFoundError
 from ..query.decode import decode_query
@@ -10,7 +14,7 @@ from ..stores import EpisodeStatus
 from .fetch import fetch_query_image
 from .previews import WIDTHS, find_shot, preview_source, render_clip, render_still
 from .responses import trace_moe_response, trace_moe_result
-from .services import UNLIMITED, current_caller, reading_body, services
+from .services import UNLIMITED, USAGE_PERIODS, current_caller, reading_body, services
 
 bp = Blueprint("tracemoe", __name__)
 
@@ -50,13 +54,14 @@ def query_image() -> bytes:
     raise NoImageError("Method Not Allowed: no image given (send a file, a body or ?url=)")
 
 
-def series_filter() -> str | None:
+def series_filter() -> list[str] | None:
+    """The series folders that anilistID= names: by integer id, or by folder name (None: no filter)."""
     value = request.args.get("anilistID")
     if value is None or value == "":
         return None
     if len(value) > MAX_SERIES_ID or not value.isprintable():
         raise BadParameterError("anilistID must be a series id (at most 256 printable characters)")
-    return value
+    return services().searcher.series_folders(value)
 
 
 @bp.route("/search", methods=["GET", "POST"])
@@ -76,14 +81,34 @@ def search():
     for match in outcome.matches:
         token = svc.signer.issue(match.episode_id, match.at)
         info = (catalogue.get_series(match.series_id) or {}) if with_info else None
-        results.append(trace_moe_result(match, info, f"{base}/video/{token}", f"{base}/image/{token}"))
+        # a query string, as trace.moe's preview URLs have: clients append `&size=l&mute` to them
+        moment = f"?t={match.at:.3f}"
+        results.append(trace_moe_result(match, info, f"{base}/video/{token}{moment}", f"{base}/image/{token}{moment}"))
     return jsonify(trace_moe_response(outcome, results))
+
+
+# The statuses /me?period= reports a count for: what /search answers (errors.py's classes, and the server's own).
+SEARCH_STATUSES = (200, 400, 402, 403, 405, 413, 429, 500, 503)
+
+
+@bp.after_request
+def _count_search(response: Response) -> Response:
+    """A search's answer counts in the caller's usage history (/me?period=), success or error."""
+    if request.endpoint == "tracemoe.search" and "caller" in g:
+        services().record_usage(g.caller, response.status_code)
+    return response
 
 
 @bp.get("/me")
 def me():
+    """The caller's limits and usage today; with ?period=minute|hour|day, the usage history of that period."""
     svc = services()
     who = current_caller()
+    period = request.args.get("period")
+    if period is not None:
+        if period not in USAGE_PERIODS:
+            raise BadParameterError("period must be minute, hour or day")
+        return jsonify(svc.usage(who, period, SEARCH_STATUSES))
     return jsonify(
         id=who.id,
         priority=who.priority,
@@ -93,22 +118,34 @@ def me():
     )
 
 
+def preview_options() -> dict[str, str]:
+    """A preview URL's options, read whatever way a client appended them: `?size=l&mute` to a URL that already
+    has a query string gives `...?t=1?size=l&mute`, which we read as t, size and mute (the last of a name wins)."""
+    options: dict[str, str] = {}
+    for part in re.split(r"[&?;]", request.query_string.decode("latin-1")):
+        name, _, value = part.partition("=")
+        if name:
+            options[unquote_plus(name)] = unquote_plus(value)
+    return options
+
+
 def _preview_request(token: str):
     svc = services()
     ref = svc.signer.check(token)
-    size = request.args.get("size", "m")
+    options = preview_options()
+    size = options.get("size") or "m"
     if size not in WIDTHS:
         raise BadParameterError("size must be l, m or s")
     record = svc.index.catalogue.get_episode(ref.episode_id)
     if record is None or record.status != EpisodeStatus.INDEXED:
         raise NotFoundError("this episode is no longer in the index")
-    return svc, ref, record, WIDTHS[size]
+    return svc, ref, record, WIDTHS[size], options
 
 
 @bp.get("/video/<token>")
 def video(token: str):
-    svc, ref, record, width = _preview_request(token)
-    mute = "mute" in request.args
+    svc, ref, record, width, options = _preview_request(token)
+    mute = "mute" in options
     key = f"video/{record.id}/{ref.at:.3f}/{width}/{int(mute)}"  # episode ids are never reused
     cached = svc.preview_cache.get(key)
     if cached is None:
@@ -124,12 +161,14 @@ def video(token: str):
     response.headers["Cache-Control"] = "max-age=86400"
     response.headers["x-video-start"], response.headers["x-video-end"] = f"{start:.3f}", f"{end:.3f}"
     response.headers["x-cache"] = "miss" if cached is None else "hit"
-    return response
+    # Range requests (206): Safari plays a video only from a server that answers them, and players seek with them.
+    response.set_etag(hashlib.sha256(key.encode()).hexdigest()[:20])
+    return response.make_conditional(request, accept_ranges=True, complete_length=len(clip))
 
 
 @bp.get("/image/<token>")
 def image(token: str):
-    svc, ref, record, width = _preview_request(token)
+    svc, ref, record, width, _ = _preview_request(token)
     webp = request.accept_mimetypes.quality("image/webp") > 0 and "image/webp" in request.headers.get("Accept", "")
     fmt = "webp" if webp else "jpeg"
     key = f"image/{record.id}/{ref.at:.3f}/{width}/{fmt}"
