@@ -87,6 +87,7 @@ class ServerSettings:
     fetch_allow_networks: list = field(default_factory=list)
     max_search_queue: int = 8
     preview_cache_mb: float = 256.0
+    trusted_proxies: int = 0
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ _LIMITS: dict[str, Any] = {
     "server.fetch_timeout_s": (0.5, 120.0),
     "server.max_search_queue": (1, 10_000),
     "server.preview_cache_mb": (0.0, 1_000_000.0),
+    "server.trusted_proxies": (0, 10),
     "api.anonymous_quota": (0, 1 << 31),
     "api.anonymous_concurrency": (0, 10_000),
     "api.rate_limit_per_minute": (0, 1_000_000),

@@ -77,3 +77,12 @@ def indexed(tmp_path_factory, library_template, embedder):
     report = process_library(index, progress=False)
     yield index, report
     index.close()
+
+
+@pytest.fixture(scope="module")
+def image_host():
+    """An HTTP server on 127.0.0.2 serving the files put in its folder: (folder, base URL)."""
+    from tests.live_server import serving_folder
+
+    with serving_folder() as served:
+        yield served

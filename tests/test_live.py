@@ -3,7 +3,6 @@ in headless Chromium, and malformed requests that must never produce a 500 or st
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import http.server
 import json
@@ -13,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,78 +20,10 @@ import pytest
 
 from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
 from tests.conftest import LIBRARY, ROOT
+from tests.live_server import Live
+from tests.live_server import get as _get
 
 pytestmark = pytest.mark.live  # gunicorn, headless Chromium and a trace.moe client over HTTP
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-class Live:
-    """A config, a library copy, and a gunicorn serving them."""
-
-    def __init__(self, tmp: Path, library_template: Path):
-        self.tmp = tmp
-        self.library = Path(shutil.copytree(library_template, tmp / "library"))
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = {
-            "library_dir": str(self.library),
-            "data_dir": str(tmp / "data"),
-            "log_level": "WARNING",
-            "server": {"fetch_allow_networks": ["127.0.0.2/32"]},
-            "stores": {"host_idle_s": 5},
-        }
-        (tmp / "config.json").write_text(json.dumps(config))
-        self.env = {**os.environ, "ANIMEBACK_CONFIG": str(tmp / "config.json"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        self.server = None
-
-    def run(self, *args) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "run.py"), "-q", *args],
-            env=self.env,
-            cwd=self.tmp,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-
-    def start(self, workers: int = 2) -> None:
-        self.log = open(self.tmp / "gunicorn.log", "wb")  # noqa: SIM115 - the server's log, closed in stop()
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "app:flask_app"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=self.log,
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.server.poll() is None, (self.tmp / "gunicorn.log").read_text()[-3000:]
-            try:
-                if _get(f"{self.base}/status", 5)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError("gunicorn did not answer /status within 180 s")
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.terminate()
-            self.server.wait(timeout=60)
-            self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -106,49 +36,11 @@ def live(tmp_path_factory, library_template):
     live.stop()
 
 
-@pytest.fixture(scope="module")
-def image_host():
-    """An HTTP server on 127.0.0.2 (allowed by the live config) serving files put in its folder."""
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"animeback-image-host-{os.getpid()}"
-    folder.mkdir(exist_ok=True)
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)  # noqa: E731
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.2:{server.server_address[1]}"
-    server.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def _shot(live: Live, entry: int, scene: int = 1) -> tuple[Path, float]:
     series, name, seed, duration = LIBRARY[entry]
     _, start, end = episode_scenes(seed, duration)[scene]
     at = round(start + (end - start) * 0.6, 2)
     return grab_frame(live.library / series / name, at, live.tmp / f"shot-{entry}-{scene}.png"), at
-
-
-def test_aiotracemoeapi_client_works_against_animeback(live, image_host):
-    from aiotracemoeapi import TraceMoe
-
-    shot, at = _shot(live, 2)
-    folder, base = image_host
-    shutil.copy(shot, folder / "shot.png")
-
-    async def calls():
-        async with TraceMoe(base_url=live.base, timeout=60) as client:
-            by_upload = await client.search(str(shot))
-            by_url = await client.search(f"{base}/shot.png")
-            me = await client.me()
-            return by_upload, by_url, me
-
-    by_upload, by_url, me = asyncio.run(calls())
-    for response in (by_upload, by_url):
-        best = response.best_result
-        assert best.anilist_id == 202 and best.filename == LIBRARY[2][1] and best.episode == 3
-        assert best.anime_from - 1.0 <= at <= best.anime_to + 1.0 and best.similarity > 0.9
-        status, data = _get(best.video_url(size="s", mute=True), 60)
-        assert status == 200 and data[4:8] == b"ftyp"  # an mp4
-    assert me.id == "127.0.0.1" and me.quota_used >= 2
 
 
 def test_indexing_while_serving_is_visible_without_restart(live):

@@ -361,3 +361,24 @@ def test_busy_queue_and_concurrency_limits_answer_503_and_402(indexed, tmp_path)
     services.counters.add("running/bob", -1, 600.0)
     response = client.post("/search", data=image, content_type="image/jpeg", headers={"x-trace-key": "k-bob"})
     assert response.status_code == 200
+
+
+def test_behind_a_trusted_proxy_limits_key_on_the_real_client(indexed, tmp_path):
+    index, _ = indexed
+    forwarded = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "anime.example"}
+    direct = create_app(index.settings, warm=False, index=index).test_client()
+    assert direct.get("/me", headers=forwarded).get_json()["id"] == "127.0.0.1"  # not trusted: the header is ignored
+    settings = updated(
+        index.settings, data_dir=str(tmp_path / "data"), server={"trusted_proxies": 1}, api={"rate_limit_per_minute": 2}
+    )
+    client = create_app(settings, warm=False, index=index).test_client()
+    assert client.get("/me", headers=forwarded).get_json()["id"] == "198.51.100.7"
+    image, _ = _frame(index.settings.library_path, tmp_path)
+    body = client.post("/search", data=image, content_type="image/jpeg", headers=forwarded).get_json()
+    assert body["result"][0]["video"].startswith("https://anime.example/video/")
+    assert client.get("/me", headers=forwarded).status_code == 429  # the third request of 198.51.100.7
+    other = {**forwarded, "X-Forwarded-For": "198.51.100.8"}
+    assert client.get("/me", headers=other).get_json()["id"] == "198.51.100.8"  # another person behind the proxy
+    # a client that adds its own X-Forwarded-For gets the address the proxy saw, the last one
+    spoofed = {**forwarded, "X-Forwarded-For": "203.0.113.1, 198.51.100.9"}
+    assert client.get("/me", headers=spoofed).get_json()["id"] == "198.51.100.9"

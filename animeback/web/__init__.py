@@ -8,6 +8,7 @@ import threading
 from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..config import Settings
 from ..errors import AnimeBackError
@@ -28,6 +29,10 @@ def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.search.max_image_bytes + MULTIPART_OVERHEAD
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # answers keep trace.moe's field order
+    if settings.server.trusted_proxies:
+        # The client's address as the proxies in front saw it: quotas and rate limits key on the person, not the proxy.
+        hops = settings.server.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     services = Services(settings, index)
     app.extensions["animeback"] = services
     for blueprint in (tracemoe.bp, anilist.bp, match.bp, site.bp):

@@ -102,7 +102,6 @@ def _resolve(root: Field, library: _Library, errors: list[dict]):
 
 
 @bp.route("/anilist", methods=["GET", "POST"])
-@bp.route("/anilist/", methods=["GET", "POST"])
 def anilist():
     """Answer an AniList GraphQL query from the library's series metadata; unknown fields are null."""
     query, variables, operation_name = _request_query()
