@@ -24,9 +24,13 @@ _EPISODE_PATTERNS = [
     re.compile(r"\s-\s(?P<ep>\d+(?:\.\d+)?(?:-\d+)?)(?:v\d)?(?=\s|\[|\(|$)"),
     re.compile(r"\[(?P<ep>\d{1,4}(?:\.\d)?)(?:v\d)?\]"),
     re.compile(r"^(?P<ep>\d{1,4}(?:\.\d)?)$"),
-    re.compile(r"(?:^|[\s._])(?P<ep>\d{1,4})(?:v\d)?$"),
+    # a number ending the name ("Toradora 05"), but not one of a run of numbers (a clip's "0_30") or a year
+    re.compile(r"(?:^|(?<![\d])[\s._])(?!(?:19|20)\d\d$)(?P<ep>\d{1,4})(?:v\d)?$"),
 ]
-_NOISE = re.compile(r"\[(?:\d{3,4}p|[0-9A-F]{8}|x26[45]|HEVC|AVC|FLAC|AAC)[^\]]*\]|\((?:\d{3,4}p)[^)]*\)", re.I)
+# Bracketed tags (resolution, CRC, codecs) and resolutions in parentheses: numbers that are no episode.
+_NOISE = re.compile(
+    r"\[(?:\d{3,4}p|[0-9A-F]{8}|x26[45]|HEVC|AVC|FLAC|AAC)[^\]]*\]|\((?:\d{3,4}p|[^)]*\d{3,4}x\d{3,4})[^)]*\)", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class EpisodeFile:
 
 def parse_episode_number(filename: str) -> int | float | list | None:
     """Episode number from a file name: 5, 5.5, [5, 6] for a range, or None when there is none."""
-    stem = _NOISE.sub(" ", Path(filename).stem).strip()
+    stem = _NOISE.sub(" ", Path(filename).stem).strip().rstrip(" ._-")
     for pattern in _EPISODE_PATTERNS:
         match = pattern.search(stem)
         if not match:
