@@ -16,7 +16,17 @@ apt_install() {
 apt_install ffmpeg ffmpeg
 apt_install ffprobe ffmpeg
 # the tests drive the website in a real headless browser
-if [ "$requirements" = "requirements-dev.txt" ]; then apt_install chromium chromium; fi
+if [ "$requirements" = "requirements-dev.txt" ]; then
+  apt_install chromium chromium
+  # axe-core, the accessibility checker the website tests inject into the page (pinned in its package-lock.json)
+  apt_install npm npm
+  lock="tests/browser/package-lock.json"
+  if [ ! -f tests/browser/node_modules/.installed ] || [ "$lock" -nt tests/browser/node_modules/.installed ]; then
+    echo "installing axe-core (npm)"
+    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null
+    touch tests/browser/node_modules/.installed
+  fi
+fi
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

@@ -80,7 +80,10 @@ def test_documented_bodies_for_search_me_status_and_errors(client, stills):
     _conforms(client.post("/search", data=b"junk", content_type="image/png"), "/search", "post")
     _conforms(client.get("/me"), "/me", "get")
     _conforms(client.get("/status"), "/status", "get")
+    assert _conforms(client.get("/series"), "/series", "get")["series"]
+    _conforms(client.get("/me?period=hour"), "/me", "get")
     _conforms(client.get("/video/forged.token"), "/video/{id}", "get")
+    _conforms(client.post("/anilist", json={"query": "{ Media(id: 101) { id title { romaji } } }"}), "/anilist", "post")
 
 
 def test_match_add_search_in_any_orientation_compare_list_delete(client, stills):

@@ -382,3 +382,17 @@ def test_behind_a_trusted_proxy_limits_key_on_the_real_client(indexed, tmp_path)
     # a client that adds its own X-Forwarded-For gets the address the proxy saw, the last one
     spoofed = {**forwarded, "X-Forwarded-For": "203.0.113.1, 198.51.100.9"}
     assert client.get("/me", headers=spoofed).get_json()["id"] == "198.51.100.9"
+
+
+def test_series_lists_the_library_with_ids_titles_and_episode_status(client, indexed):
+    index, _ = indexed
+    body = client.get("/series").get_json()
+    by_folder = {s["series"]: s for s in body["series"]}
+    assert set(by_folder) == {"101", "Other Show"}
+    assert [s["title"] for s in body["series"]] == ["Other Show", "Show One"]  # by title
+    one = by_folder["101"]
+    assert one["anilist"] == 101 and one["link"] == "https://anilist.co/anime/101" and one["cover"] is None
+    assert [(e["episode"], e["status"]) for e in one["episodes"]] == [(1, "indexed"), (2, "indexed")]
+    other = by_folder["Other Show"]
+    assert other["anilist"] == index.catalogue.series_number("Other Show") and other["link"] is None
+    assert client.get("/favicon.ico").mimetype == "image/x-icon"

@@ -7,6 +7,8 @@ import os
 from flask import Blueprint, jsonify, send_from_directory
 
 from ..config import PROJECT_ROOT
+from ..stores import EpisodeRecord
+from .responses import anilist_info
 from .services import current_caller, services
 
 bp = Blueprint("site", __name__)
@@ -37,6 +39,62 @@ def library_page():
 @bp.get("/static/<path:name>")
 def static_file(name: str):
     return send_from_directory(STATIC_DIR, name, max_age=3600)  # safe_join inside: no path leaves static/
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return send_from_directory(STATIC_DIR, "favicon.ico", max_age=86400, mimetype="image/x-icon")
+
+
+@bp.get("/series")
+def series_list():
+    """Every series of the library with its integer id, title, cover, link and episodes (status, and why one failed)."""
+    svc = services()
+    current_caller()  # the rate limit applies: this reads the whole catalogue
+    catalogue = svc.store.catalogue  # the catalogue alone: no model is loaded for this
+    episodes: dict[str, list[EpisodeRecord]] = {}
+    for record in catalogue.episodes():
+        episodes.setdefault(record.series_id, []).append(record)
+    numbers = catalogue.numbered_series()
+    hidden = [str(svc.settings.library_path) + os.sep, str(svc.settings.data_path) + os.sep]
+    listing = []
+    for folder, records in episodes.items():
+        number = numbers.get(folder)
+        info = anilist_info(number if number is not None else folder, catalogue.get_series(folder) or {})
+        titles = info["title"]
+        listing.append(
+            {
+                "anilist": info["id"],
+                "series": folder,
+                "title": titles.get("english") or titles.get("romaji") or titles.get("native") or folder,
+                "cover": info["coverImage"]["large"],
+                "link": info["siteUrl"],
+                "episodes": [
+                    {
+                        "filename": r.filename,
+                        "episode": r.episode,
+                        "status": str(r.status),
+                        "error": _without_paths(r.error, hidden) or None,
+                        "duration": round(r.duration, 3),
+                    }
+                    for r in sorted(records, key=lambda r: (_sort_key(r.episode), r.filename))
+                ],
+            }
+        )
+    listing.sort(key=lambda s: (str(s["title"]).casefold(), s["series"]))
+    return jsonify(series=listing)
+
+
+def _without_paths(message: str, prefixes: list[str]) -> str:
+    """A message with the installation's folders taken out: anyone may read it."""
+    for prefix in prefixes:
+        message = message.replace(prefix, "")
+    return message
+
+
+def _sort_key(episode) -> float:
+    first = episode[0] if isinstance(episode, list) and episode else episode
+    return float(first) if isinstance(first, int | float) else float("inf")
 
 
 @bp.get("/openapi.json")
