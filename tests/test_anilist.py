@@ -76,8 +76,9 @@ def test_page_search_aliases_fragments_and_get(client):
 
 
 def test_unknown_ids_and_bad_queries(client):
-    body = client.post("/anilist", json={"query": CLIENT_QUERY, "variables": {"id": 5}}).get_json()
-    assert body["data"] == {"Media": None} and body["errors"][0]["status"] == 404
+    for unknown in (5, "101", True, 1.5, None):  # only a whole number names a series
+        body = client.post("/anilist", json={"query": CLIENT_QUERY, "variables": {"id": unknown}}).get_json()
+        assert body["data"] == {"Media": None} and body["errors"][0]["status"] == 404, unknown
     for bad, says in (
         ({"query": "{ Media(id: 1 { id } }"}, "Syntax Error"),
         ({"query": "mutation { SaveMediaListEntry(id: 1) { id } }"}, "only queries"),
@@ -101,3 +102,7 @@ def test_the_reader_bounds_and_selects():
         parse_query("{ a }" + " " * 30_000)
     with pytest.raises(GraphQLSyntaxError, match="unexpected character"):
         parse_query("{ a % }")
+    with pytest.raises(GraphQLSyntaxError, match="nests deeper"):
+        parse_query("{ a(x: " + "[" * 5000 + "]" * 5000 + ") }")
+    with pytest.raises(GraphQLSyntaxError, match="too long"):
+        parse_query("{ a(x: " + "9" * 5000 + ") }")

@@ -17,7 +17,7 @@ from animeback.config import PROJECT_ROOT
 from animeback.web import create_app
 
 DOC = json.loads((PROJECT_ROOT / "static" / "openapi.json").read_text())
-SITE_PAGES = {"/", "/library", "/static/{name}", "/openapi.json"}  # not JSON answers
+SITE_PAGES = {"/", "/library", "/static/{name}", "/openapi.json", "/favicon.ico"}  # not JSON answers
 ROUTES = [(path, method, op) for path, ops in DOC["paths"].items() for method, op in ops.items()]
 
 

@@ -60,10 +60,11 @@ class _Library:
 
     def matching(self, arguments: dict) -> list[dict]:
         """Media for AniList's arguments: id, id_in, search (a case-insensitive part of any title)."""
-        if isinstance(arguments.get("id"), int):
-            numbers = [arguments["id"]]
-        elif isinstance(arguments.get("id_in"), list):
-            numbers = [n for n in arguments["id_in"] if isinstance(n, int)][:MAX_PAGE]
+        if "id" in arguments:
+            numbers = [arguments["id"]] if _is_id(arguments["id"]) else []
+        elif "id_in" in arguments:
+            given = arguments["id_in"] if isinstance(arguments["id_in"], list) else []
+            numbers = [n for n in given if _is_id(n)][:MAX_PAGE]
         else:
             numbers = sorted(set(self.numbers().values()))
         found = [m for m in (self.media(n) for n in numbers) if m is not None]
@@ -72,6 +73,10 @@ class _Library:
             needle = search.strip().casefold()
             found = [m for m in found if any(needle in t.casefold() for t in _titles(m))]
         return found
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def _titles(media: dict) -> list[str]:

@@ -168,7 +168,9 @@ class _Parser:
         self.take(")")
         return arguments
 
-    def value(self) -> Any:
+    def value(self, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise GraphQLSyntaxError(f"an argument nests deeper than {MAX_DEPTH} levels")
         kind, token = self.peek()
         if token == "$":
             self.take()
@@ -177,7 +179,7 @@ class _Parser:
             self.take()
             items = []
             while self.peek()[1] != "]":
-                items.append(self.value())
+                items.append(self.value(depth + 1))
             self.take("]")
             return items
         if token == "{":
@@ -186,11 +188,13 @@ class _Parser:
             while self.peek()[1] != "}":
                 key = self.take(kind="name")
                 self.take(":")
-                obj[key] = self.value()
+                obj[key] = self.value(depth + 1)
             self.take("}")
             return obj
         self.take()
         if kind == "number":
+            if len(token) > 40:  # no id or page number is this long (and int() refuses 4300 digits)
+                raise GraphQLSyntaxError("a number in the query is too long")
             return float(token) if any(c in token for c in ".eE") else int(token)
         if kind == "string":
             return re.sub(r"\\(.)", r"\1", token[1:-1])
