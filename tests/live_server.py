@@ -84,6 +84,17 @@ class Live:
             time.sleep(0.5)
         raise AssertionError("gunicorn did not answer /status within 180 s")
 
+    @contextlib.contextmanager
+    def indexed_and_serving(self):
+        """`process` the library, then serve it until the block ends."""
+        out = self.run("process")
+        assert out.returncode == 0, out.stderr
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.terminate()

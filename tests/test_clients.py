@@ -30,11 +30,8 @@ def live(tmp_path_factory, library_template):
     series, name, seed, duration = BBB
     make_episode(live.library / series / name, seed=seed, duration=duration)
     (live.library / series / "series.json").write_text(json.dumps({"anilist": 21, "title": "Big Buck Bunny"}))
-    out = live.run("process")
-    assert out.returncode == 0, out.stderr
-    live.start()
-    yield live
-    live.stop()
+    with live.indexed_and_serving():
+        yield live
 
 
 @pytest.fixture(scope="module")

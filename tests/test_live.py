@@ -29,11 +29,8 @@ pytestmark = pytest.mark.live  # gunicorn, headless Chromium and a trace.moe cli
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, library_template):
     live = Live(tmp_path_factory.mktemp("live"), library_template)
-    out = live.run("process")
-    assert out.returncode == 0, out.stderr
-    live.start()
-    yield live
-    live.stop()
+    with live.indexed_and_serving():
+        yield live
 
 
 def _shot(live: Live, entry: int, scene: int = 1) -> tuple[Path, float]:

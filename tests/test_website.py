@@ -42,11 +42,8 @@ def site(tmp_path_factory, library_template):
     metadata = {"title": "Show One", "titles": {"native": "ショーワン"}, "cover": COVER, "link": BILIBILI}
     (live.library / "101" / "series.json").write_text(json.dumps(metadata))
     (live.library / "101" / BROKEN).write_bytes(b"this is not a video" * 100)
-    out = live.run("process")
-    assert out.returncode == 0, out.stderr
-    live.start()
-    yield live
-    live.stop()
+    with live.indexed_and_serving():
+        yield live
 
 
 @pytest.fixture(scope="module")
