@@ -152,7 +152,7 @@ def test_only_what_the_typed_clients_declare_can_be_called(tmp_path):
         assert list(inspect.signature(getattr(RemoteCatalogue, name)).parameters) == list(
             inspect.signature(getattr(Catalogue, name)).parameters
         ), name
-    assert exposed_methods(RemoteCounters) == {"add", "get", "get_many"} <= set(vars(Counters))
+    assert exposed_methods(RemoteCounters) == {"add", "add_many", "get", "get_many"} <= set(vars(Counters))
     store = connect(_settings(tmp_path))
     try:
         with pytest.raises(AnimeBackError, match="unknown store call catalogue.close"):

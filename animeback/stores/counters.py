@@ -31,6 +31,11 @@ class Counters:
                 self._values = {k: v for k, v in self._values.items() if v[0] > now}
             return True, value
 
+    def add_many(self, names: list[str], amount: int, ttl_s: list[float]) -> None:
+        """Add amount to several counters (no limit), each resetting its own ttl_s after its first use: one call."""
+        for name, ttl in zip(names, ttl_s, strict=True):
+            self.add(name, amount, ttl)
+
     def get(self, name: str) -> int:
         """A counter's current value (0 once it has expired)."""
         return self.get_many([name])[0]

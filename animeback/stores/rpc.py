@@ -206,6 +206,9 @@ class RemoteCounters:
         admitted, value = self._connection.call(self.target, "add", name, amount, ttl_s, limit)
         return bool(admitted), int(value)
 
+    def add_many(self, names: list[str], amount: int, ttl_s: list[float]) -> None:
+        self._connection.call(self.target, "add_many", names, amount, ttl_s)
+
     def get(self, name: str) -> int:
         return int(self._connection.call(self.target, "get", name))
 

@@ -129,10 +129,12 @@ class Services:
     def record_usage(self, caller: Caller, status: int) -> None:
         """Count a search's answer (by HTTP status) in the caller's current slot of every /me period."""
         now = int(time.time())
+        names, ttls = [], []
         for period, (slot, slots) in USAGE_PERIODS.items():
-            start = now - now % slot
             for name in ("total", str(status)):
-                self.counters.add(f"usage/{period}/{start}/{caller.id}/{name}", 1, float(slot * (slots + 1)))
+                names.append(f"usage/{period}/{now - now % slot}/{caller.id}/{name}")
+                ttls.append(float(slot * (slots + 1)))
+        self.counters.add_many(names, 1, ttls)  # one call to the store host per search
 
     def usage(self, caller: Caller, period: str, statuses: tuple[int, ...]) -> list[dict]:
         """The caller's searches per slot of a period, oldest first, slots without searches left out: {time (ISO
