@@ -43,6 +43,12 @@ def cmd_init(args, settings) -> int:
 def cmd_process(args, settings) -> int:
     from .ingest.indexer import process_library
 
+    if args.watch:
+        if args.reindex or args.allow_empty or args.allow_removal:
+            raise ConfigError("--watch takes none of --reindex, --allow-empty, --allow-removal; run those once first")
+        args.settle, args.polling = None, False
+        return cmd_watch(args, settings)
+
     with _open_index(settings) as index:
         report = process_library(
             index,
@@ -53,6 +59,33 @@ def cmd_process(args, settings) -> int:
         )
     print(report.summary())  # each failure was logged once as it happened
     return EXIT_ERROR if report.failed and not report.indexed and not report.skipped else 0
+
+
+def cmd_watch(args, settings) -> int:
+    import signal
+    import threading
+
+    from .ingest.watch import watch_library
+
+    process = {}
+    if args.settle is not None:
+        process["watch_settle_s"] = args.settle
+    if args.polling:
+        process["watch_polling"] = True
+    settings = config_module.updated(settings, process=process) if process else settings
+
+    def stop_on_term(signum, frame):  # systemctl stop, docker stop: the same clean stop as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_term)
+    stop = threading.Event()
+    with _open_index(settings) as index:
+        try:
+            watch_library(index, stop)
+        except KeyboardInterrupt:
+            stop.set()
+            print("watch stopped; an episode being indexed is finished by the next run", file=sys.stderr)
+    return 0
 
 
 def cmd_search(args, settings) -> int:
@@ -184,7 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="remove however many vanished episodes (above process.max_removal_share of the index)",
     )
+    p.add_argument("--watch", action="store_true", help="keep running and index files as they land (as `watch`)")
     p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser(
+        "watch",
+        help="keep running: index new and changed episodes as they land, drop vanished ones",
+        description="Watch the library and index each new or changed episode once it is complete (its size and "
+        "time unchanged for process.watch_settle_s), remove vanished ones; Ctrl-C or SIGTERM stops it. "
+        "Runs beside the web server; an episode is searchable as soon as it is indexed.",
+    )
+    p.add_argument(
+        "--settle", type=float, default=None, help="seconds a file must stand still (process.watch_settle_s)"
+    )
+    p.add_argument("--polling", action="store_true", help="scan for changes instead of file events (network mounts)")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("search", help="find the scene of a screenshot", description="Find the scene of a screenshot.")
     p.add_argument("image", help="image file (JPEG, PNG, WebP, GIF, BMP)")

@@ -112,6 +112,9 @@ class BilibiliSettings:
 class ProcessSettings:
     max_removal_share: float = 0.5
     retry_failed_after_s: float = 60.0
+    watch_settle_s: float = 10.0
+    watch_rescan_s: float = 300.0
+    watch_polling: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,8 @@ _LIMITS: dict[str, Any] = {
     "api.rate_limit_per_minute": (0, 1_000_000),
     "process.max_removal_share": (0.0, 1.0),
     "process.retry_failed_after_s": (0.0, 30 * 86400.0),
+    "process.watch_settle_s": (0.0, 86400.0),
+    "process.watch_rescan_s": (1.0, 86400.0),
     "stores.host_idle_s": (0.5, 86400.0),
     "match.max_results": (1, 1000),
     "bilibili.quality": (16, 127),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,13 @@ class ProcessReport:
     frames_sampled: int = 0
     frames_kept: int = 0
     vectors_written: int = 0
+    waiting: int = 0  # new or changed files left for a later run: not yet complete (`watch`)
     wall_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.indexed or self.failed or self.removed or self.repaired or self.verified_missing)
 
     def summary(self) -> str:
         return (
@@ -72,6 +77,7 @@ class ProcessReport:
                 else ""
             )
             + (f"; deleted the vectors of {self.orphans_deleted} unknown episode(s)" if self.orphans_deleted else "")
+            + (f"; waiting for {self.waiting} file(s) still being written" if self.waiting else "")
         )
 
 
@@ -321,18 +327,29 @@ def retry_due(record: EpisodeRecord, first_backoff_s: float, now: float | None =
 
 
 def process_library(
-    index: Index, reindex: bool = False, progress: bool = True, allow_empty: bool = False, allow_removal: bool = False
+    index: Index,
+    reindex: bool = False,
+    progress: bool = True,
+    allow_empty: bool = False,
+    allow_removal: bool = False,
+    ready: Callable[[EpisodeFile], bool] | None = None,
 ) -> ProcessReport:
     """Bring the index in line with the library folder; see the module docstring for the guarantees.
 
     A missing or empty library folder removes nothing unless `allow_empty`; nor does one that lacks more than
-    process.max_removal_share of the indexed episodes, unless `allow_removal` (an unmounted disk, a typo)."""
+    process.max_removal_share of the indexed episodes, unless `allow_removal` (an unmounted disk, a typo).
+    With `ready`, a new or changed file it refuses (one still being written) is left for a later run."""
     with index.writing():
-        return _process_library(index, reindex, progress, allow_empty, allow_removal)
+        return _process_library(index, reindex, progress, allow_empty, allow_removal, ready)
 
 
 def _process_library(
-    index: Index, reindex: bool, progress: bool, allow_empty: bool, allow_removal: bool
+    index: Index,
+    reindex: bool,
+    progress: bool,
+    allow_empty: bool,
+    allow_removal: bool,
+    ready: Callable[[EpisodeFile], bool] | None,
 ) -> ProcessReport:
     started = time.monotonic()
     settings = index.settings
@@ -376,6 +393,10 @@ def _process_library(
     worker = EpisodeIndexer(index, progress)
     todo = [f for f in files if not _unchanged(records.get(f.relpath), f, settings.process.retry_failed_after_s)]
     report.skipped = len(files) - len(todo)
+    if ready is not None:
+        waiting = {f.relpath for f in todo if not ready(f)}
+        report.waiting = len(waiting)
+        todo = [f for f in todo if f.relpath not in waiting]
     try:
         _index_files(index, worker, todo, records, report)
     finally:
