@@ -43,6 +43,15 @@ def import_tensorflow():
     return tf
 
 
+def single_threaded_blas() -> None:
+    """Keep numpy's BLAS (OpenBLAS) to one thread in this process, for serving queries: a query's PCA
+    projection is a tiny product, and after each one OpenBLAS's worker thread spins on a core for a while,
+    taking it from the CNN and from the other requests (benchmarks/search_latency.py --compare-blas)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..config import Settings
 from ..errors import AnimeBackError
+from ..model.embedder import single_threaded_blas
 from .services import Services, http_error_message
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def create_app(settings: Settings, warm: bool = True, index=None) -> Flask:
     `index` lets a caller share an already opened Index (tests do, to load the model once)."""
     from . import anilist, match, site, tracemoe
 
+    single_threaded_blas()  # per worker process: gunicorn imports the app in each
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.search.max_image_bytes + MULTIPART_OVERHEAD
     if isinstance(app.json, DefaultJSONProvider):
