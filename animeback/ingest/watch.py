@@ -63,6 +63,7 @@ def watch_library(
     observer.schedule(Wake(), str(library), recursive=True)
     observer.start()
     settler = Settler(settings.watch_settle_s)
+    waiting = 0  # files left for later at the last pass: said once, not at every pass
     log.info("watching %s (%s)", library, "polling" if settings.watch_polling else "file events")
     try:
         while not stop.is_set():
@@ -78,6 +79,9 @@ def watch_library(
             else:
                 if report.changed_anything:
                     log.info("%s", report.summary())
+                elif report.waiting and report.waiting != waiting:
+                    log.info("waiting for %d file(s) still being written", report.waiting)
+                waiting = report.waiting
                 if on_pass is not None:
                     on_pass(report)
                 if report.waiting:  # look again once the files being written may have settled
