@@ -61,12 +61,11 @@ def series_list():
     for folder, records in episodes.items():
         number = numbers.get(folder)
         info = anilist_info(number if number is not None else folder, catalogue.get_series(folder) or {})
-        titles = info["title"]
         listing.append(
             {
                 "anilist": info["id"],
                 "series": folder,
-                "title": titles.get("english") or titles.get("romaji") or titles.get("native") or folder,
+                "title": info["title"]["userPreferred"] or folder,
                 "cover": info["coverImage"]["large"],
                 "link": info["siteUrl"],
                 "episodes": [

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from ..errors import BadImageError, BadParameterError, NoImageError, NotFoundError
+from ..errors import AnimeBackError, BadImageError, BadParameterError, NoImageError, NotFoundError
 from ..query.decode import decode_query
 from ..stores import EpisodeStatus
 from .fetch import fetch_query_image
@@ -16,6 +17,7 @@ from .previews import WIDTHS, find_shot, preview_source, render_clip, render_sti
 from .responses import trace_moe_response, trace_moe_result
 from .services import UNLIMITED, USAGE_PERIODS, current_caller, reading_body, services
 
+log = logging.getLogger(__name__)
 bp = Blueprint("tracemoe", __name__)
 
 
@@ -95,7 +97,10 @@ SEARCH_STATUSES = (200, 400, 402, 403, 405, 413, 429, 500, 503)
 def _count_search(response: Response) -> Response:
     """A search's answer counts in the caller's usage history (/me?period=), success or error."""
     if request.endpoint == "tracemoe.search" and "caller" in g:
-        services().record_usage(g.caller, response.status_code)
+        try:
+            services().record_usage(g.caller, response.status_code)
+        except AnimeBackError as exc:  # a store host lost just now: the answer stands, the count is lost
+            log.warning("search not counted in the usage history: %s", exc.message)
     return response
 
 
