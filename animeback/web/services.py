@@ -144,16 +144,12 @@ class Services:
         starts = [now - now % slot - slot * k for k in range(slots - 1, -1, -1)]
         prefix = f"usage/{period}/{{}}/{caller.id}/"
         totals = self.counters.get_many([prefix.format(start) + "total" for start in starts])
-        used = [start for start, total in zip(starts, totals, strict=True) if total]
-        names = [prefix.format(start) + str(code) for start in used for code in statuses]
-        counts = iter(self.counters.get_many(names))
+        used = [(start, total) for start, total in zip(starts, totals, strict=True) if total]
+        counts = iter(self.counters.get_many([prefix.format(start) + str(c) for start, _ in used for c in statuses]))
         history = []
-        for start in used:
-            row: dict = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))}
-            row["total"] = totals[starts.index(start)]
-            for code in statuses:
-                if count := next(counts):
-                    row[str(code)] = count
+        for start, total in used:
+            row: dict = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)), "total": total}
+            row.update({str(code): count for code in statuses if (count := next(counts))})
             history.append(row)
         return history
 
