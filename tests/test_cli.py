@@ -235,3 +235,16 @@ def test_a_second_writer_is_refused_while_searches_go_on(tmp_path, library_templ
         assert "Traceback" not in out.stderr
         out = run_cli(["-q", "status"], tmp_path, env)
         assert out.returncode == 0, out.stderr
+
+
+def test_watch_refuses_a_missing_library_and_conflicting_flags_in_one_line(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"library_dir": str(tmp_path / "nowhere"), "data_dir": "data"}))
+    out = run_cli(["watch"], tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert (
+        out.stderr.strip().splitlines()[-1].startswith("error: the library folder") and "does not exist" in out.stderr
+    )
+    out = run_cli(["process", "--watch", "--reindex"], tmp_path)
+    assert out.returncode == 1 and out.stderr.strip() == (
+        "error: --watch takes none of --reindex, --allow-empty, --allow-removal; run those once first"
+    )
