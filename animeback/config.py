@@ -44,6 +44,13 @@ class DedupeSettings:
 
 
 @dataclass(frozen=True)
+class RepeatSettings:
+    enabled: bool = True
+    min_seconds: float = 10.0
+    similarity: float = 0.8
+
+
+@dataclass(frozen=True)
 class FeatureSettings:
     model: str = ""
     weights: str = "models/mobilenet_v2_imagenet.weights.h5"
@@ -135,6 +142,7 @@ class Settings:
     log_level: str = "INFO"
     media: MediaSettings = field(default_factory=MediaSettings)
     dedupe: DedupeSettings = field(default_factory=DedupeSettings)
+    repeats: RepeatSettings = field(default_factory=RepeatSettings)
     features: FeatureSettings = field(default_factory=FeatureSettings)
     milvus: MilvusSettings = field(default_factory=MilvusSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
@@ -191,6 +199,8 @@ _LIMITS: dict[str, Any] = {
     "dedupe.window": (1, 10_000),
     "dedupe.max_age_s": (0.0, 3600.0),
     "dedupe.max_span_s": (0.0, 3600.0),
+    "repeats.min_seconds": (1.0, 3600.0),
+    "repeats.similarity": (0.5, 1.0),
     "features.batch_size": (1, 1024),
     "features.threads": (0, 256),
     "milvus.nlist": (1, 65536),

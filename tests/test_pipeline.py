@@ -32,10 +32,11 @@ def _consistent(index: Index) -> None:
     records = [r for r in index.catalogue.episodes()]
     indexed = {r.id for r in records if r.status == "indexed"}
     assert all(r.status in ("indexed", "failed") for r in records)
-    assert index.vectors.count() == index.catalogue.count_frames() == sum(r.frames_kept for r in records)
+    assert index.vectors.count() == index.catalogue.count_frames() == sum(r.vectors for r in records)
     assert index.vectors.episode_ids() <= indexed
     for r in records:
-        assert index.vectors.count(r.id) == index.catalogue.count_frames(r.id) == r.frames_kept
+        # frames stored once in another episode (a file that repeats another one) are not stored again
+        assert index.vectors.count(r.id) == index.catalogue.count_frames(r.id) == r.frames_kept - r.vectors_elsewhere
 
 
 def test_process_indexes_every_episode(indexed):
@@ -105,7 +106,10 @@ def test_series_filter_and_result_shape(indexed, library_template, tmp_path):
         "similarity",
         "video",
         "image",
+        "segment",
+        "occurrences",
     }
+    assert result["segment"] is None and result["occurrences"] == []  # no sequence repeats in this library
     # a folder that is not a number gets a stable integer id of the catalogue's, above every AniList id
     other = index.catalogue.series_number("Other Show")
     assert isinstance(other, int) and 1_000_000_000 <= other < 2**31

@@ -63,6 +63,8 @@ def test_search_by_multipart_under_any_field_name_and_by_raw_body(client, indexe
             "similarity",
             "video",
             "image",
+            "segment",
+            "occurrences",
         }
         assert best["video"].startswith("http://localhost/video/") and best["image"].startswith(
             "http://localhost/image/"

@@ -29,16 +29,19 @@ from ..imaging import halves
 from ..index import Index
 from ..model.mobilenet import INPUT_SIZE
 from ..model.pixels import to_model_input
-from ..stores import EpisodeRecord, EpisodeStatus, FrameRow
-from ..stores.catalogue import MAX_SAMPLES, frame_id
+from ..stores import EpisodeRecord, EpisodeStatus, FrameRow, Hit
+from ..stores.catalogue import MAX_SAMPLES, REGION_SHIFT, frame_id, whole_frame_id
 from .dedupe import Deduplicator, KeptFrame
 from .library import EpisodeFile, anilist_id, content_hash, read_series_metadata, scan_library
 from .media import FrameSampler, open_video
+from .repeats import find_repeats
 
 log = logging.getLogger(__name__)
 
 PREVIEW_DIR = "previews"
 MAX_RETRY_BACKOFF_S = 86400.0  # a file that keeps failing the same way is still tried once a day
+REPEAT_SEARCH_BATCH = 256  # frames searched per Milvus call when looking for repeated sequences
+REPEAT_CANDIDATES = 5  # nearest frames per frame: a still shot of the holder stands for several neighbours
 
 
 @dataclass
@@ -81,7 +84,20 @@ class ProcessReport:
         )
 
 
-def _remove_episode(index: Index, record: EpisodeRecord) -> None:
+def _remove_episode(index: Index, record: EpisodeRecord) -> list[EpisodeRecord]:
+    """Delete an episode's vectors, frames, repeats, preview and record; first, every episode that points to
+    frames it holds (a repeated opening stored here), which the same run then indexes again. Returns those."""
+    linked = []
+    # Episodes point only to episodes indexed before them, so this recursion ends.
+    for linker_id in sorted({r.episode for r in index.catalogue.repeats_held_by(record.id)}):
+        linker = index.catalogue.get_episode(linker_id)
+        if linker is not None:
+            log.info(
+                "removing %s too, to index it again: its repeated frames are stored in %s",
+                linker.relpath,
+                record.relpath,
+            )
+            linked += [linker, *_remove_episode(index, linker)]
     record.status = EpisodeStatus.REMOVING
     index.catalogue.put_episode(record)
     index.vectors.delete_episode(record.id)
@@ -89,6 +105,7 @@ def _remove_episode(index: Index, record: EpisodeRecord) -> None:
     if record.preview:
         Path(index.settings.data_path / record.preview).unlink(missing_ok=True)
     index.catalogue.delete_episode(record.id)
+    return linked
 
 
 def repair(index: Index) -> int:
@@ -186,8 +203,8 @@ class EpisodeIndexer:
         self.index, self.progress = index, progress
         self.settings = index.settings
 
-    def _write(self, record: EpisodeRecord, kept: list[KeptFrame]) -> int:
-        """Embed and store kept frames (with features.half_frames, their halves too); returns vectors written."""
+    def _write(self, record: EpisodeRecord, kept: list[KeptFrame]) -> list[FrameRow]:
+        """Embed and store kept frames (with features.half_frames, their halves too); returns the rows written."""
         views = [(k, 0, to_model_input(k.pixels)) for k in kept]
         if self.settings.features.half_frames:
             # A half is stretched to the CNN's square input as a screenshot of that half would be; frames are
@@ -202,7 +219,47 @@ class EpisodeIndexer:
         ]
         self.index.vectors.insert(rows)
         self.index.catalogue.put_frames([(r.id, r.episode, r.time, r.start, r.end) for r in rows])
-        return len(rows)
+        return rows
+
+    def _store_repeats_once(self, record: EpisodeRecord, whole: list[FrameRow]) -> int:
+        """Find the episode's sequences that another episode of the series holds (an opening, an ending, a recap),
+        record them and delete their frames here; returns how many vectors were deleted."""
+        if not self.settings.repeats.enabled or not whole:
+            return 0
+        per_frame = 5 if self.settings.features.half_frames else 1
+        hits: list[list[Hit]] = []
+        for i in range(0, len(whole), REPEAT_SEARCH_BATCH):
+            batch = whole[i : i + REPEAT_SEARCH_BATCH]
+            found = self.index.vectors.search(
+                np.stack([r.vector for r in batch]),
+                REPEAT_CANDIDATES * per_frame,
+                series=[record.series_id],
+                exclude_episode=record.id,
+            )
+            hits += [[h for h in frame_hits if h.id == whole_frame_id(h.id)] for frame_hits in found]
+        holders = {h.episode for frame_hits in hits for h in frame_hits}
+        records = {e: self.index.catalogue.get_episode(e) for e in holders}
+        durations = {e: r.duration for e, r in records.items() if r is not None and r.status == EpisodeStatus.INDEXED}
+        hits = [[h for h in frame_hits if h.episode in durations] for frame_hits in hits]
+        found_repeats = find_repeats(record.id, record.duration, whole, hits, durations, self.settings.repeats)
+        if not found_repeats.repeats:
+            return 0
+        for repeat in found_repeats.repeats:
+            holder = records[repeat.holder]
+            log.info(
+                "%s: %s %.1f-%.1f s is stored once, in %s",
+                record.relpath,
+                repeat.kind,
+                repeat.start,
+                repeat.end,
+                holder.relpath if holder else repeat.holder,
+            )
+        ids = [fid | (region << REGION_SHIFT) for fid in found_repeats.frame_ids for region in range(per_frame)]
+        self.index.catalogue.put_repeats(found_repeats.repeats)
+        self.index.vectors.delete_ids(ids)
+        self.index.catalogue.delete_frame_ids(ids)
+        self.index.vectors.flush()
+        return len(ids)
 
     def run(self, file: EpisodeFile, digest: str) -> EpisodeRecord:
         """Index one episode file (raises MediaError when it cannot be read); returns its indexed record."""
@@ -240,6 +297,14 @@ class EpisodeIndexer:
         dedupe = Deduplicator.from_settings(s.dedupe)
         batch: list[KeptFrame] = []
         written = 0
+        whole: list[FrameRow] = []  # whole-frame rows, kept to look for repeated sequences once all are stored
+
+        def write(kept: list[KeptFrame]) -> int:
+            rows = self._write(record, kept)
+            if s.repeats.enabled:
+                whole.extend(row for row in rows if row.id == whole_frame_id(row.id))
+            return len(rows)
+
         bar = tqdm(
             total=info.duration,
             unit="s",
@@ -253,12 +318,13 @@ class EpisodeIndexer:
                 batch.append(kept)
                 bar.update(max(0.0, min(kept.end, info.duration) - bar.n))
                 if len(batch) >= s.features.batch_size:
-                    written += self._write(record, batch)
+                    written += write(batch)
                     batch = []
                     bar.set_postfix_str(f"kept {dedupe.kept}/{dedupe.sampled}")
             if batch:
-                written += self._write(record, batch)
+                written += write(batch)
             self.index.vectors.flush()
+            stored_elsewhere = self._store_repeats_once(record, whole)
             if preview_tmp and preview_rel:
                 os.replace(preview_tmp, s.data_path / preview_rel)
         except BaseException:
@@ -268,7 +334,9 @@ class EpisodeIndexer:
         finally:
             bar.close()
         record.status, record.preview = EpisodeStatus.INDEXED, preview_rel
-        record.frames_sampled, record.frames_kept, record.vectors = dedupe.sampled, dedupe.kept, written
+        record.frames_sampled, record.frames_kept = dedupe.sampled, dedupe.kept
+        record.vectors = written - stored_elsewhere
+        record.vectors_elsewhere = stored_elsewhere
         record.indexed_at = time.time()
         catalogue.put_episode(record)
         self.index.record_parameters()
@@ -300,6 +368,7 @@ def _record_failure(index: Index, file: EpisodeFile, digest: str, error: str, en
     for other in matching:  # the attempt that just failed may have written some vectors
         index.vectors.delete_episode(other.id)
         catalogue.delete_frames(other.id)
+        catalogue.delete_repeats(other.id)
     record = next((r for r in matching if r.status == EpisodeStatus.FAILED), matching[0] if matching else None)
     for other in matching:
         if other is not record:
@@ -380,8 +449,13 @@ def _process_library(
         report.failed += 1
         report.errors.append(problem)
     for record in [r for p, r in records.items() if p not in on_disk]:
+        if record.relpath not in records:
+            continue  # removed already, as an episode linked to one removed before
         log.info("removing %s (file is gone)", record.relpath)
-        _remove_episode(index, record)
+        for linked in _remove_episode(index, record):
+            records.pop(linked.relpath, None)  # indexed again below, as a new file (when it is still there)
+            report.removed += linked.relpath not in on_disk
+        records.pop(record.relpath)
         report.removed += 1
     # the records left once the gone ones are removed: no second read of the catalogue
     report.previews_deleted = _delete_stray_previews(index, [r for p, r in records.items() if p in on_disk])
@@ -398,7 +472,7 @@ def _process_library(
         report.waiting = len(waiting)
         todo = [f for f in todo if f.relpath not in waiting]
     try:
-        _index_files(index, worker, todo, records, report)
+        _index_files(index, worker, todo, records, on_disk, report)
     finally:
         index.refresh_stats()
     report.wall_seconds = time.monotonic() - started
@@ -406,8 +480,15 @@ def _process_library(
 
 
 def _index_files(
-    index: Index, worker: EpisodeIndexer, todo: list[EpisodeFile], records: dict, report: ProcessReport
+    index: Index,
+    worker: EpisodeIndexer,
+    todo: list[EpisodeFile],
+    records: dict[str, EpisodeRecord],
+    on_disk: dict[str, EpisodeFile],
+    report: ProcessReport,
 ) -> None:
+    """Index the files of `todo` in turn; an episode removed with one that changed joins it, to be indexed again."""
+    planned = {f.relpath for f in todo}
     for position, file in enumerate(todo, 1):
         previous = records.get(file.relpath)
         try:
@@ -422,7 +503,12 @@ def _index_files(
             continue
         if previous and previous.status == EpisodeStatus.INDEXED:
             log.info("re-indexing %s (content changed)", file.relpath)
-            _remove_episode(index, previous)
+            for linked in _remove_episode(index, previous):
+                records.pop(linked.relpath, None)
+                if linked.relpath in on_disk and all(f.relpath != linked.relpath for f in todo[position:]):
+                    todo.append(on_disk[linked.relpath])  # this loop reaches it: indexed again in this run
+                    report.skipped -= linked.relpath not in planned  # counted as unchanged before
+                    planned.add(linked.relpath)
         log.info("[%d/%d] indexing %s", position, len(todo), file.relpath)
         try:
             record = worker.run(file, digest)

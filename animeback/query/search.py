@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,13 +11,26 @@ import numpy as np
 from ..imaging import Box, is_cropped, is_uninformative
 from ..index import Index
 from ..model.pixels import to_model_input
-from ..stores import EpisodeRecord, EpisodeStatus, Hit
+from ..stores import EpisodeRecord, EpisodeStatus, Hit, Repeat, SegmentKind
 from ..stores.catalogue import whole_frame_id
 from .decode import decode_query
 from .regions import query_regions, window_aspects
 
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
 AT_TIE = 0.005
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """Another episode that shows the same moment: a repeated opening, ending or recap (times in seconds)."""
+
+    episode_id: int
+    filename: str
+    episode: int | float | list | None
+    duration: float
+    start: float
+    at: float
+    end: float
 
 
 @dataclass
@@ -34,6 +47,13 @@ class SceneMatch:
     end: float  # "to"
     similarity: float
     series_number: int | None = None  # the series' integer id (AniList's, or the catalogue's); None before process
+    segment: SegmentKind | None = None  # the moment lies in a sequence several episodes share (an opening, ...)
+    occurrences: list[Occurrence] = field(default_factory=list)  # the other episodes that show it, in order
+
+    @property
+    def place(self) -> Occurrence:
+        """The episode and moment of this match, as an occurrence."""
+        return Occurrence(self.episode_id, self.filename, self.episode, self.duration, self.start, self.at, self.end)
 
 
 @dataclass
@@ -117,6 +137,35 @@ def merge_variant_hits(per_variant: list[list[Hit]]) -> list[Hit]:
     return list(best.values())
 
 
+def episode_order(place: Occurrence) -> tuple:
+    """Episodes in the order a season runs: by number (the first of a range), then the unnumbered by file name."""
+    number = place.episode[0] if isinstance(place.episode, list) and place.episode else place.episode
+    if isinstance(number, (int, float)) and not isinstance(number, bool):
+        return (0, float(number), place.filename)
+    return (1, 0.0, place.filename)
+
+
+def shown_in(repeat: Repeat, place: Occurrence, margin: float, record: EpisodeRecord) -> Occurrence:
+    """Where the holder's moment `place` lies in an episode that points to it, inside the stretch it repeats."""
+    start = max(repeat.start - margin, repeat.from_holder(place.start), 0.0)
+    end = min(repeat.end + margin, repeat.from_holder(place.end), record.duration)
+    at = min(max(repeat.from_holder(place.at), start), end)
+    return Occurrence(record.id, record.filename, record.episode, record.duration, start, at, end)
+
+
+def _distinct(matches: Iterable[SceneMatch]) -> list[SceneMatch]:
+    """Matches less those whose moment a better one already gives as one of its occurrences."""
+    kept: list[SceneMatch] = []
+    for match in matches:
+        if not any(
+            place.episode_id == match.episode_id and place.start <= match.at <= place.end
+            for other in kept
+            for place in (other.place, *other.occurrences)
+        ):
+            kept.append(match)
+    return kept
+
+
 class Searcher:
     """Answers queries against an opened Index."""
 
@@ -132,6 +181,47 @@ class Searcher:
         if series.isascii() and series.isdigit():
             return self.index.catalogue.series_with_number(int(series)) if len(series) <= 10 else []
         return [series]
+
+    def _margin(self, record: EpisodeRecord) -> float:
+        """How far from..to reaches beyond the matched frames' spans: a query taken between two samples may look
+        most like either, so one sampling interval (of the rate this episode was sampled at), to hold the moment."""
+        return 1.0 / (record.sample_fps or self.index.settings.media.sample_fps)
+
+    def _spread(self, match: SceneMatch, records: dict[int, EpisodeRecord | None]) -> SceneMatch:
+        """A match inside a sequence that other episodes repeat (its frames are stored once, here): answered with
+        the first episode that shows it, the others as occurrences, and what the sequence is."""
+        catalogue = self.index.catalogue
+        holder = records[match.episode_id]
+        assert holder is not None
+        margin = self._margin(holder)
+        repeats = [
+            r
+            for r in catalogue.repeats_held_by(match.episode_id)
+            if r.to_holder(r.start) - margin <= match.at <= r.to_holder(r.end) + margin
+        ]
+        if not repeats:
+            return match
+        places = {match.episode_id: match.place}
+        for repeat in repeats:
+            if repeat.episode not in records:
+                records[repeat.episode] = catalogue.get_episode(repeat.episode)
+            record = records[repeat.episode]
+            if record is not None and record.status == EpisodeStatus.INDEXED and repeat.episode not in places:
+                places[repeat.episode] = shown_in(repeat, match.place, margin, record)
+        first, *others = sorted(places.values(), key=episode_order)
+        kinds = [r.kind for r in repeats]
+        return dataclasses.replace(
+            match,
+            episode_id=first.episode_id,
+            filename=first.filename,
+            episode=first.episode,
+            duration=first.duration,
+            start=first.start,
+            at=first.at,
+            end=first.end,
+            segment=max(set(kinds), key=kinds.count),
+            occurrences=others,
+        )
 
     def search_bytes(self, data: bytes, **options) -> SearchOutcome:
         """Decode and search query bytes."""
@@ -172,10 +262,7 @@ class Searcher:
             records[best.episode] = record
             if record is None or record.status != EpisodeStatus.INDEXED:
                 continue  # an episode being removed or re-indexed right now
-            # A query taken between two samples may look most like either: from..to reaches one sampling
-            # interval (of the rate this episode was sampled at) beyond the matched frames' spans, so that it holds
-            # the true moment.
-            margin = 1.0 / (record.sample_fps or self.index.settings.media.sample_fps)
+            margin = self._margin(record)
             matches.append(
                 SceneMatch(
                     best.series,
@@ -189,6 +276,7 @@ class Searcher:
                     float(np.clip(best.similarity, 0.0, 1.0)),
                 )
             )
+        matches = _distinct(self._spread(m, records) for m in matches)
         numbers = self.index.catalogue.series_numbers(sorted({m.series_id for m in matches})) if matches else {}
         for m in matches:
             m.series_number = numbers.get(m.series_id)

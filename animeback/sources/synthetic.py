@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 # Points on the edge of the Mandelbrot set, where zooms stay detailed.
@@ -109,3 +111,69 @@ def grab_frame(video: Path, at: float, out: Path, vf: str | None = None) -> Path
         cmd += ["-vf", vf]
     subprocess.run(cmd + [str(out)], check=True)
     return out
+
+
+@dataclass(frozen=True)
+class SeasonEpisode:
+    """A generated episode of a season: its file and where its opening, middle and ending lie (seconds)."""
+
+    path: Path
+    opening: tuple[float, float]
+    middle: tuple[float, float]
+    ending: tuple[float, float]
+
+
+def _credits(seed: int) -> str:
+    """Filters that burn two lines of "text" (rows of glyph-sized white boxes) into the lower third, with words of
+    lengths drawn from the seed: credits that differ from episode to episode."""
+    rng = random.Random(seed)
+    glyphs = []
+    for line in range(2):
+        x = rng.randrange(20, 120)
+        for _ in range(rng.randrange(10, 18)):
+            if rng.random() < 0.2:
+                x += 6  # a space between words
+            glyphs.append(f"drawbox=x={x}:y={130 + 12 * line}:w=4:h=7:color=white@0.9:t=fill")
+            x += 6
+    return ",".join(glyphs)
+
+
+def make_season(
+    folder: Path,
+    episodes: int = 4,
+    opening_s: float = 20.0,
+    middle_s: float = 16.0,
+    ending_s: float = 14.0,
+    seed: int = 500,
+) -> list[SeasonEpisode]:
+    """A season of episodes that share an opening and an ending, as a real season does: every episode is encoded
+    at its own CRF; episode 3 (when there is one) opens with a 2 s cold open, so its opening starts 2 s later;
+    episode 4 has its own credits burnt into the opening. The middles are distinct."""
+    parts = folder / ".parts"
+    opening = make_episode(parts / "opening.mp4", seed=seed, duration=opening_s, audio=False)
+    ending = make_episode(parts / "ending.mp4", seed=seed + 1, duration=ending_s, audio=False)
+    cold_open = make_episode(parts / "cold_open.mp4", seed=seed + 2, duration=2.0, audio=False)
+    made = []
+    for number in range(1, episodes + 1):
+        middle = make_episode(parts / f"middle{number}.mp4", seed=seed + 10 + number, duration=middle_s, audio=False)
+        shifted = number == 3
+        sources = ([cold_open] if shifted else []) + [opening, middle, ending]
+        credits = _credits(seed + number) if number == 4 else "null"
+        graph = "".join(f"[{i}:v]{credits if src == opening else 'null'}[p{i}];" for i, src in enumerate(sources))
+        graph += "".join(f"[p{i}]" for i in range(len(sources))) + f"concat=n={len(sources)}:v=1:a=0[v]"
+        path = folder / f"Season - {number:02d}.mp4"
+        cmd = ["ffmpeg", "-v", "error", "-y"] + [a for src in sources for a in ("-i", str(src))]
+        crf = str(16 + 5 * (number % 4))
+        cmd += ["-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-crf", crf]
+        subprocess.run(cmd + ["-pix_fmt", "yuv420p", str(path)], check=True)
+        start = 2.0 if shifted else 0.0
+        made.append(
+            SeasonEpisode(
+                path,
+                (start, start + opening_s),
+                (start + opening_s, start + opening_s + middle_s),
+                (start + opening_s + middle_s, start + opening_s + middle_s + ending_s),
+            )
+        )
+    shutil.rmtree(parts)
+    return made

@@ -62,7 +62,9 @@ class EpisodeRecord:
     preview: str | None = None
     frames_sampled: int = 0
     frames_kept: int = 0
-    vectors: int = 0  # frames_kept, or five times as many with features.half_frames (0 in records made before)
+    vectors: int = 0  # frames_kept, or five times as many with features.half_frames (0 in records made before),
+    # less those stored once in another episode
+    vectors_elsewhere: int = 0  # vectors of repeated sequences (an opening, ...) that another episode holds
     model: str = ""
     error: str = ""
     indexed_at: float = 0.0
@@ -77,6 +79,45 @@ class EpisodeRecord:
         """The file's name as shown to people (bytes that are not UTF-8 shown as U+FFFD; relpath keeps them)."""
         name = self.relpath.split("/", 1)[-1]
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class SegmentKind(enum.StrEnum):
+    """What a repeated sequence is, told by where it lies in the two episodes that share it."""
+
+    OPENING = "op"
+    ENDING = "ed"
+    RECAP = "recap"
+    REPEAT = "repeat"
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A stretch of one episode whose frames are stored once, in another episode of the series (the holder):
+    `episode`'s [start, end] shows what the holder shows at the same times plus `offset`."""
+
+    kind: SegmentKind
+    episode: int
+    start: float
+    end: float
+    holder: int
+    offset: float
+
+    def to_holder(self, time: float) -> float:
+        """The holder's time for a time of this episode."""
+        return time + self.offset
+
+    def from_holder(self, time: float) -> float:
+        """This episode's time for a time of the holder."""
+        return time - self.offset
+
+
+def _repeat_value(repeat: Repeat) -> bytes:
+    return json.dumps(dataclasses.asdict(repeat)).encode()
+
+
+def _repeat_from(raw: bytes) -> Repeat:
+    fields = json.loads(raw)
+    return Repeat(**{**fields, "kind": SegmentKind(fields["kind"])})
 
 
 class Catalogue:
@@ -175,8 +216,9 @@ class Catalogue:
             yield EpisodeRecord(**json.loads(raw))
 
     def delete_episode(self, episode_id: int) -> None:
-        """Remove an episode's frames and then its record."""
+        """Remove an episode's frames, the repeats it points to, and then its record."""
         self.delete_frames(episode_id)
+        self.delete_repeats(episode_id)
         self.db.delete(b"episode/%010d" % episode_id, sync=True)
 
     # -- frames -------------------------------------------------------------------------------------------
@@ -207,10 +249,50 @@ class Catalogue:
         """Entries in the frame map, of all episodes or of one."""
         return sum(1 for _ in self._frame_keys(episode_id))
 
+    def delete_frame_ids(self, ids: list[int]) -> None:
+        """Forget some entries of the frame map (an episode's frames stored once, in another episode)."""
+        with self.db.write_batch(sync=True) as batch:
+            for fid in ids:
+                batch.delete(b"frame/" + fid.to_bytes(8, "big"))
+
+    # -- repeated sequences -------------------------------------------------------------------------------
+    # Kept both ways: by holder (what a search that hit the holder needs, one scan) and by the episode that points
+    # to it (what its removal deletes).
+    @staticmethod
+    def _repeat_keys(repeat: Repeat) -> tuple[bytes, bytes]:
+        at = b"%010d" % round(repeat.start * 1000)
+        return (
+            b"repeat/%010d/%010d/" % (repeat.holder, repeat.episode) + at,
+            b"repeat-of/%010d/%010d/" % (repeat.episode, repeat.holder) + at,
+        )
+
+    def put_repeats(self, repeats: list[Repeat]) -> None:
+        """Record stretches of episodes whose frames another episode holds."""
+        with self.db.write_batch(sync=True) as batch:
+            for repeat in repeats:
+                for key in self._repeat_keys(repeat):
+                    batch.put(key, _repeat_value(repeat))
+
+    def repeats_held_by(self, holder: int) -> list[Repeat]:
+        """The stretches of other episodes that point to frames this episode holds."""
+        return [_repeat_from(v) for _, v in self.db.iterator(prefix=b"repeat/%010d/" % holder)]
+
+    def repeats_of(self, episode_id: int) -> list[Repeat]:
+        """The stretches of this episode whose frames other episodes hold, in time order."""
+        found = [_repeat_from(v) for _, v in self.db.iterator(prefix=b"repeat-of/%010d/" % episode_id)]
+        return sorted(found, key=lambda r: r.start)
+
+    def delete_repeats(self, episode_id: int) -> None:
+        """Forget the stretches of this episode that point to other episodes."""
+        with self.db.write_batch(sync=True) as batch:
+            for repeat in self.repeats_of(episode_id):
+                for key in self._repeat_keys(repeat):
+                    batch.delete(key)
+
     def clear(self) -> None:
         """Forget every episode and frame (series metadata and settings stay)."""
         with self.db.write_batch(sync=True) as batch:
-            for prefix in (b"episode/", b"frame/"):
+            for prefix in (b"episode/", b"frame/", b"repeat/", b"repeat-of/"):
                 for key in self.db.iterator(prefix=prefix, include_value=False):
                     batch.delete(key)
 

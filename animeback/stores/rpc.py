@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import errors
 from ..errors import AnimeBackError, StoreUnavailableError
-from .catalogue import EpisodeRecord
+from .catalogue import EpisodeRecord, Repeat
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,21 @@ class RemoteCatalogue:
 
     def count_frames(self, episode_id: int | None = None) -> int:
         return self._call("count_frames", episode_id)
+
+    def delete_frame_ids(self, ids: list[int]) -> None:
+        self._call("delete_frame_ids", ids)
+
+    def put_repeats(self, repeats: list[Repeat]) -> None:
+        self._call("put_repeats", repeats)
+
+    def repeats_held_by(self, holder: int) -> list[Repeat]:
+        return self._call("repeats_held_by", holder)
+
+    def repeats_of(self, episode_id: int) -> list[Repeat]:
+        return self._call("repeats_of", episode_id)
+
+    def delete_repeats(self, episode_id: int) -> None:
+        self._call("delete_repeats", episode_id)
 
     def clear(self) -> None:
         self._call("clear")

@@ -154,6 +154,11 @@ class VectorStore:
         """Remove every vector of an episode."""
         self.client.delete(self.collection, filter=f"episode == {int(episode)}")
 
+    def delete_ids(self, ids: list[int]) -> None:
+        """Remove some vectors by id."""
+        for i in range(0, len(ids), INSERT_BATCH):
+            self.client.delete(self.collection, ids=[int(fid) for fid in ids[i : i + INSERT_BATCH]])
+
     def count(self, episode: int | None = None) -> int:
         """Number of vectors, in all or of one episode."""
         flt = "" if episode is None else f"episode == {int(episode)}"
@@ -169,16 +174,25 @@ class VectorStore:
         iterator.close()
         return seen
 
-    def search(self, vectors: np.ndarray, limit: int, series: Sequence[str] | None = None) -> list[list[Hit]]:
+    def search(
+        self,
+        vectors: np.ndarray,
+        limit: int,
+        series: Sequence[str] | None = None,
+        exclude_episode: int | None = None,
+    ) -> list[list[Hit]]:
         """Nearest frames for each query vector (at most `limit`, and at most MAX_TOPK), best first, optionally
-        within some series (by folder name; none at all when `series` is empty)."""
+        within some series (by folder name; none at all when `series` is empty) and outside one episode."""
         limit = min(limit, MAX_TOPK)
-        flt = ""
+        conditions = []
         if series is not None:
             if not series:
                 return [[] for _ in vectors]
             quoted = ('"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"' for name in series)
-            flt = "series in [" + ", ".join(quoted) + "]"
+            conditions.append("series in [" + ", ".join(quoted) + "]")
+        if exclude_episode is not None:
+            conditions.append(f"episode != {int(exclude_episode)}")
+        flt = " and ".join(conditions)
         from pymilvus.exceptions import MilvusException
 
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..query.search import SceneMatch, SearchOutcome
 from ..stores.catalogue import ASSIGNED_SERIES_NUMBERS
 
@@ -50,15 +52,33 @@ def anilist_media(number: int, metadata: dict) -> dict:
     return media
 
 
-def trace_moe_result(
-    match: SceneMatch, series_info: dict | None = None, video: str | None = None, image: str | None = None
-) -> dict:
-    """A match in trace.moe's result shape; with series_info, `anilist` is that metadata in AniList's shape.
-    `series` (not trace.moe's) is the series' folder name in the library."""
+Previews = Callable[[int, float], tuple[str, str]]  # (episode id, time) -> (video URL, image URL)
+
+
+def trace_moe_result(match: SceneMatch, series_info: dict | None = None, previews: Previews | None = None) -> dict:
+    """A match in trace.moe's result shape; with series_info, `anilist` is that metadata in AniList's shape; with
+    `previews`, the video and image preview URLs. Not trace.moe's: `series` (the series' folder name in the
+    library), `segment` ("op", "ed", "recap", "repeat" for a sequence several episodes share, else null) and
+    `occurrences` (the other episodes showing the same moment)."""
     number = series_key(match)
     anilist = number if series_info is None else anilist_info(number, series_info)
     episode = match.episode
     bounds = episode if isinstance(episode, list) else [episode, episode]
+    video, image = previews(match.episode_id, match.at) if previews else (None, None)
+    occurrences = []
+    for place in match.occurrences:
+        other_video, other_image = previews(place.episode_id, place.at) if previews else (None, None)
+        occurrences.append(
+            {
+                "episode": place.episode,
+                "filename": place.filename,
+                "from": round(place.start, 4),
+                "at": round(place.at, 4),
+                "to": round(place.end, 4),
+                "video": other_video,
+                "image": other_image,
+            }
+        )
     return {
         "anilist": anilist,
         "series": match.series_id,
@@ -73,6 +93,8 @@ def trace_moe_result(
         "similarity": round(match.similarity, 6),
         "video": video,
         "image": image,
+        "segment": match.segment.value if match.segment else None,
+        "occurrences": occurrences,
     }
 
 

@@ -79,13 +79,17 @@ def search():
     base = svc.settings.server.public_url.rstrip("/") or request.host_url.rstrip("/")
     catalogue = svc.index.catalogue
     with_info = "anilistInfo" in request.args
+
+    def previews(episode_id: int, at: float) -> tuple[str, str]:
+        token = svc.signer.issue(episode_id, at)
+        # a query string, as trace.moe's preview URLs have: clients append `&size=l&mute` to them
+        moment = f"?t={at:.3f}"
+        return f"{base}/video/{token}{moment}", f"{base}/image/{token}{moment}"
+
     results = []
     for match in outcome.matches:
-        token = svc.signer.issue(match.episode_id, match.at)
         info = (catalogue.get_series(match.series_id) or {}) if with_info else None
-        # a query string, as trace.moe's preview URLs have: clients append `&size=l&mute` to them
-        moment = f"?t={match.at:.3f}"
-        results.append(trace_moe_result(match, info, f"{base}/video/{token}{moment}", f"{base}/image/{token}{moment}"))
+        results.append(trace_moe_result(match, info, previews))
     return jsonify(trace_moe_response(outcome, results))
 
 
