@@ -91,7 +91,7 @@ def cmd_watch(args, settings) -> int:
 def cmd_search(args, settings) -> int:
     from .query.decode import decode_query
     from .query.search import Searcher
-    from .web.responses import trace_moe_response, trace_moe_result
+    from .web.responses import segment_label, trace_moe_response, trace_moe_result
 
     path = Path(args.image)
     try:
@@ -127,6 +127,11 @@ def cmd_search(args, settings) -> int:
             f"{m.similarity:6.3f}  {str(title)[:16]:<16} {episode:>5}  {_format_time(m.start):>7} "
             f"{_format_time(m.at):>7} {_format_time(m.end):>7}  {m.filename}"
         )
+        if m.segment is not None:
+            print(
+                f"{'':8}{segment_label(m)}: also "
+                + ", ".join(f"{o.filename} at {_format_time(o.at)}" for o in m.occurrences)
+            )
     return 0
 
 

@@ -136,6 +136,32 @@ function preview(r, label, autoplay) {
   return video;
 }
 
+const SEGMENT_NAMES = { op: "Opening", ed: "Ending", recap: "Recap", repeat: "Repeated scene" };
+
+// "1-4, 7": episode numbers as people write them (consecutive whole numbers as ranges)
+function episodeRanges(numbers) {
+  const flat = [...new Set(numbers.filter((n) => n !== null && n !== undefined).map((n) => Number([].concat(n)[0])))]
+    .sort((a, b) => a - b);
+  const parts = [];
+  let run = [];
+  for (const n of [...flat, NaN]) {
+    if (run.length && n === run[run.length - 1] + 1 && Number.isInteger(n)) { run.push(n); continue; }
+    if (run.length) parts.push(run.length === 1 ? `${run[0]}` : `${run[0]}-${run[run.length - 1]}`);
+    run = Number.isNaN(n) ? [] : [n];
+  }
+  return parts.join(", ");
+}
+
+// "Opening, episodes 1-12" for a moment several episodes share; the others' moments in the tooltip
+function describeSegment(r) {
+  if (!r.segment) return null;
+  const others = r.occurrences || [];
+  const shown = episodeRanges([r.episode, ...others.map((o) => o.episode)]);
+  const text = `${SEGMENT_NAMES[r.segment] || r.segment}, ${shown ? `episodes ${shown}` : `${others.length + 1} episodes`}`;
+  const also = others.map((o) => `${o.filename} at ${formatTime(o.at)}`).join("; ");
+  return { text, also };
+}
+
 function show(results) {
   if (!results.length) { say("No match in this library."); return; }
   const best = results[0].similarity;
@@ -149,6 +175,13 @@ function show(results) {
     item.querySelector(".title").textContent = title;
     const episode = r.episode === null || r.episode === undefined ? "" : `Episode ${[].concat(r.episode).join("-")} · `;
     item.querySelector(".where").textContent = `${episode}${formatTime(r.from)} – ${formatTime(r.to)} (at ${formatTime(r.at)}) · ${r.filename}`;
+    const segment = describeSegment(r);
+    if (segment) {
+      const line = item.querySelector(".segment");
+      line.textContent = segment.text;
+      line.title = `Also: ${segment.also}`;
+      line.hidden = false;
+    }
     item.querySelector(".similarity").textContent = `similarity ${(r.similarity * 100).toFixed(1)}%${low ? " (probably not this)" : ""}`;
     const label = `Preview of ${title}, ${episode}at ${formatTime(r.at)}`;
     const video = preview(r, label, i === 0 && !low);

@@ -34,6 +34,7 @@ def _cover() -> str:
 COVER = _cover()
 BILIBILI = "https://www.bilibili.com/bangumi/play/ss101"
 BROKEN = "[Sub] Show One - 03 [1080p].mp4"
+COPY = "[Sub] Show One - 05 [1080p].mp4"  # episode 1 again: a repeated sequence the page names
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def site(tmp_path_factory, library_template):
     metadata = {"title": "Show One", "titles": {"native": "ショーワン"}, "cover": COVER, "link": BILIBILI}
     (live.library / "101" / "series.json").write_text(json.dumps(metadata))
     (live.library / "101" / BROKEN).write_bytes(b"this is not a video" * 100)
+    shutil.copy(live.library / "101" / LIBRARY[0][1], live.library / "101" / COPY)
     with live.indexed_and_serving():
         yield live
 
@@ -248,6 +250,11 @@ def test_results_preview_on_hover_pause_and_show_cover_links_and_copy_the_moment
     links = {a.get_attribute("href"): a.inner_text() for a in best.locator(".actions a").all()}
     assert links == {"https://anilist.co/anime/101": "Show One on AniList", BILIBILI: "Show One on bilibili"}
 
+    segment = best.locator(".segment")  # the copy of episode 1 is stored once and named here
+    assert segment.is_visible() and segment.inner_text() == "Repeated scene, episodes 1, 5"
+    assert COPY in segment.get_attribute("title") and results[0]["occurrences"][0]["filename"] == COPY
+    assert not page.locator(".result").nth(1).locator(".segment").is_visible()
+
     best.locator(".copy").click()
     at = results[0]["at"]
     ms = round(at * 1000)
@@ -286,12 +293,12 @@ def test_library_page_lists_series_and_episodes_with_their_status(visit, site):
     page = visit.page
     visit.goto("/library")
     page.wait_for_selector(".series")
-    assert int(page.inner_text("#status-episodes")) == len(LIBRARY)
+    assert int(page.inner_text("#status-episodes")) == len(LIBRARY) + 1
     titles = page.locator(".series h3").all_inner_texts()
     assert [t.split(" #")[0] for t in titles] == ["Other Show", "Show One"]
     show_one = page.locator(".series", has_text="Show One")
     rows = show_one.locator("tbody tr").all_inner_texts()
-    assert len(rows) == 3 and sum("indexed" in r for r in rows) == 2
+    assert len(rows) == 4 and sum("indexed" in r for r in rows) == 3
     broken = show_one.locator("tbody tr", has_text=BROKEN)
     assert "failed" in broken.inner_text() and broken.locator(".why").inner_text()
     visit.check_page("library")

@@ -52,6 +52,35 @@ def anilist_media(number: int, metadata: dict) -> dict:
     return media
 
 
+SEGMENT_NAMES = {"op": "Opening", "ed": "Ending", "recap": "Recap", "repeat": "Repeated scene"}
+
+
+def episode_ranges(numbers: list[int | float | list | None]) -> str:
+    """Episode numbers as people write them: "1-4, 7" (ranges of consecutive whole numbers), the rest as they are."""
+    flat = sorted({float(n[0] if isinstance(n, list) else n) for n in numbers if n is not None and n != []})
+    parts: list[str] = []
+    run: list[float] = []
+    for n in flat + [float("nan")]:
+        if run and n == run[-1] + 1 and n.is_integer():
+            run.append(n)
+            continue
+        if run:
+            first, last = f"{run[0]:g}", f"{run[-1]:g}"
+            parts.append(first if len(run) == 1 else f"{first}-{last}")
+        run = [n] if n == n else []
+    return ", ".join(parts)
+
+
+def segment_label(match: SceneMatch) -> str:
+    """What the website and the CLI say of a repeated sequence: "Opening, episodes 1-12" ("" for none)."""
+    if match.segment is None:
+        return ""
+    numbers = [match.episode, *(o.episode for o in match.occurrences)]
+    shown = episode_ranges(numbers)
+    count = len(match.occurrences) + 1
+    return f"{SEGMENT_NAMES[match.segment.value]}, " + (f"episodes {shown}" if shown else f"{count} episodes")
+
+
 Previews = Callable[[int, float], tuple[str, str]]  # (episode id, time) -> (video URL, image URL)
 
 
