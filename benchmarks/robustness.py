@@ -1,7 +1,7 @@
 """Robust search: top-1 at the 1% false-match threshold, per distortion, for AnimeBack and a colour-layout baseline.
 
     .venv/bin/python benchmarks/robustness.py [--queries 20] [--seed 7] [--holdout tom_and_jerry_trap_happy.mp4] \
-        [--model models/animeback-v2]
+        [--model models/animeback-v2] [--compare-repeats] [--no-halves]
 
 Same protocol as accuracy.py (seeded query times per clip, correct = right file and `at` within 1 s or the true
 time inside from..to), with the distortions people really post (benchmarks/common.py ROBUST_DISTORTIONS). For
@@ -10,7 +10,9 @@ without it) set the threshold that at most 1% of them reach; a correct answer co
 Every method sees the same queries in the same run: ImageNet + PCA (the default), the same with half-frame index
 entries (features.half_frames), each --model, and the colour-layout baseline. Query times whose frame is blank are
 drawn again (accuracy.query_frames); the line under the header says which, and whether each method declined
-them. Also prints index bytes per second of video and search latency.
+them. Also prints index bytes per second of video and search latency. --compare-repeats adds the default with
+repeats.enabled off (the clips form one series, so repeat detection runs across all of them: the accuracy
+before and after storing repeated sequences once); --no-halves leaves out the half-frame index.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def main() -> None:
         default=[],
         help="also measure this trained model folder (models/animeback-v2); repeatable",
     )
+    parser.add_argument(
+        "--compare-repeats",
+        action="store_true",
+        help="also measure the default with repeats.enabled off (the clips are one series: nothing should change)",
+    )
+    parser.add_argument("--no-halves", action="store_true", help="leave out the half-frame entries' index")
     args = parser.parse_args()
     clips = shared_clips()
     holdout = [c for c in clips if c.name == args.holdout]
@@ -75,7 +83,11 @@ def main() -> None:
 
     settings = Settings(base_dir=ROOT)
     # name: (embedder, setting overrides); None: the installation's default (ImageNet CNN + shipped PCA)
-    embedders = {"imagenet": (None, {}), "imagenet+halves": (None, {"features.half_frames": True})}
+    embedders: dict = {"imagenet": (None, {})}
+    if args.compare_repeats:
+        embedders["imagenet-no-repeats"] = (None, {"repeats.enabled": False})
+    if not args.no_halves:
+        embedders["imagenet+halves"] = (None, {"features.half_frames": True})
     for folder in args.model:
         embedders[folder.name] = (Embedder.from_settings(updated(settings, features={"model": str(folder)})), {})
     results, methods = {}, {}

@@ -18,6 +18,8 @@ apt_install ffprobe ffmpeg
 # the tests drive the website in a real headless browser
 if [ "$requirements" = "requirements-dev.txt" ]; then
   apt_install chromium chromium
+  # scripts/test.sh runs the tests in a private network namespace with only loopback up (`ip link`)
+  apt_install ip iproute2
   # axe-core, the accessibility checker the website tests inject into the page (pinned in its package-lock.json)
   apt_install npm npm
   lock="tests/browser/package-lock.json"

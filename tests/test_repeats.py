@@ -3,6 +3,7 @@ and without `repeats`, its answers over the API, and removal of the episode that
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ from animeback.stores import Hit, SegmentKind
 from animeback.stores.vectors import FrameSpan
 from animeback.web import create_app
 from tests.conftest import make_settings
+from tests.test_cli import run_cli
 
 SETTINGS = RepeatSettings()
 
@@ -62,6 +64,14 @@ def test_short_stretches_weak_matches_and_look_alikes_without_one_offset_are_not
     # every frame of 20..40 s looks like some frame of episode 1, but each at another time: scenes alike, not a copy
     scattered = [[_hit(f, 1, (i * 7.3) % 30 - 15)] if 20 <= f.time < 40 else [] for i, f in enumerate(frames)]
     assert find_repeats(2, 60.0, frames, scattered, {1: 60.0}, SETTINGS).repeats == []
+
+
+def test_a_still_shot_that_looks_like_another_is_no_evidence_of_a_repeat():
+    # one kept frame a second (dedupe's longest span): a held picture, alike in both episodes by chance
+    times = [float(i) for i in range(60)]
+    frames = _frames(2, times, 60.0)
+    hits = [[_hit(f, 1, 0.0)] if 40 <= f.time < 55 else [] for f in frames]
+    assert find_repeats(2, 60.0, frames, hits, {1: 60.0}, SETTINGS).repeats == []
 
 
 def test_a_cut_that_skips_a_few_seconds_and_unmatched_credits_stay_one_sequence():
@@ -171,6 +181,16 @@ def test_a_screenshot_of_the_opening_answers_with_the_first_episode_and_lists_th
     assert [o.episode for o in best.occurrences] == [2, 3, 4]
 
 
+def test_frames_kept_because_their_credits_differ_still_answer_as_the_opening(season, tmp_path):
+    index, episodes, _, _ = season
+    fourth = episodes[3]  # its own credits are burnt into its opening: some of its frames match no other's
+    for at in (1.7, 4.6, 7.5, 10.4, 13.3):
+        best = _ask(index, fourth, at, tmp_path)[0]
+        assert best.segment == SegmentKind.OPENING and best.episode == 1, (at, best)
+        mine = next(o for o in best.occurrences if o.episode == 4)
+        assert mine.start - 1.0 <= at <= mine.end + 1.0
+
+
 def test_ending_and_middle_screenshots(season, tmp_path):
     index, episodes, _, _ = season
     second = episodes[1]
@@ -197,6 +217,23 @@ def test_the_api_gives_segment_and_occurrences_with_previews(season, tmp_path):
         assert occurrence["from"] <= occurrence["at"] <= occurrence["to"]
     clip = client.get(best["occurrences"][0]["video"].replace("http://localhost", ""))
     assert clip.status_code == 200 and clip.mimetype == "video/mp4"
+
+
+def test_the_cli_names_the_segment_and_the_other_episodes(season, tmp_path):
+    index, episodes, _, _ = season
+    shot = grab_frame(episodes[1].path, episodes[1].ending[0] + 3.3, tmp_path / "ed.png")
+    env = {
+        "ANIMEBACK_LIBRARY_DIR": str(index.settings.library_path),
+        "ANIMEBACK_DATA_DIR": str(index.settings.data_path),
+    }
+    table = run_cli(["-q", "search", str(shot), "--limit", "1"], tmp_path, env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert episodes[0].path.name in lines[1] and lines[2].strip().startswith("Ending, episodes 1-4: also ")
+    assert all(e.path.name in lines[2] for e in episodes[1:])
+    body = json.loads(run_cli(["-q", "search", str(shot), "--json"], tmp_path, env).stdout)
+    best = body["result"][0]
+    assert best["segment"] == "ed" and [o["episode"] for o in best["occurrences"]] == [2, 3, 4]
 
 
 @pytest.mark.slow  # indexes three episodes again

@@ -24,9 +24,9 @@ OFFSET_BIN_S = 0.5  # offsets are voted for in bins this wide
 MATCH_TOLERANCE_S = 0.5  # a frame supports an offset when its span, moved by it, meets the hit's within this
 MAX_GAP_S = 2.0  # frames that do not match (a different credit line, a dropped frame) break no piece up to this long
 CUT_GAP_S = 5.0  # pieces of one holder this close make one sequence (a cut a few seconds longer or shorter)
-MIN_PIECE_FRAMES = 3  # fewer supporting frames than this are chance, not a piece
+MIN_PIECE_FRAMES = 3  # a piece with fewer moving frames than this is chance
 EDGE_SHARE = 0.3  # a sequence starting in the first 30% of an episode lies at its start; ending in the last, its end
-STILL_SPAN_S = 0.75  # frames standing for longer than this (a still shot) do not pin the offset down
+STILL_SPAN_S = 0.75  # frames standing for longer than this (a still shot) do not pin the offset or the order down
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,9 @@ def find_repeats(
         guess = bin_ * OFFSET_BIN_S
         support = _support(frames, strong, holder, guess, free)
         for run in _chain(frames, sorted(support)):
-            if len(run) >= MIN_PIECE_FRAMES:
+            # Still frames match any moment of a look-alike still: only moving frames show the same order.
+            moving = sum(1 for i in run if frames[i].end - frames[i].start <= STILL_SPAN_S)
+            if moving >= MIN_PIECE_FRAMES:
                 pieces.append(_Piece(holder, _offset(frames, support, run, guess), run))
                 free.difference_update(run)
     repeats: list[Repeat] = []

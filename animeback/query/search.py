@@ -187,20 +187,46 @@ class Searcher:
         most like either, so one sampling interval (of the rate this episode was sampled at), to hold the moment."""
         return 1.0 / (record.sample_fps or self.index.settings.media.sample_fps)
 
-    def _spread(self, match: SceneMatch, records: dict[int, EpisodeRecord | None]) -> SceneMatch:
+    def _spread(
+        self, match: SceneMatch, records: dict[int, EpisodeRecord | None], held: dict[int, list[Repeat]]
+    ) -> SceneMatch:
         """A match inside a sequence that other episodes repeat (its frames are stored once, here): answered with
         the first episode that shows it, the others as occurrences, and what the sequence is."""
         catalogue = self.index.catalogue
         holder = records[match.episode_id]
         assert holder is not None
         margin = self._margin(holder)
+        if match.episode_id not in held:
+            held[match.episode_id] = catalogue.repeats_held_by(match.episode_id)
         repeats = [
             r
-            for r in catalogue.repeats_held_by(match.episode_id)
+            for r in held[match.episode_id]
             if r.to_holder(r.start) - margin <= match.at <= r.to_holder(r.end) + margin
         ]
         if not repeats:
-            return match
+            # The moment may lie in a stretch of this episode whose other frames another episode holds (credits
+            # that differ kept some of them here): answered as that episode's moment, with all that show it.
+            own = [r for r in catalogue.repeats_of(match.episode_id) if r.start - margin <= match.at <= r.end + margin]
+            if not own:
+                return match
+            pointer = own[0]
+            if pointer.holder not in records:
+                records[pointer.holder] = catalogue.get_episode(pointer.holder)
+            holder = records[pointer.holder]
+            if holder is None or holder.status != EpisodeStatus.INDEXED:
+                return match
+            match = dataclasses.replace(
+                match,
+                episode_id=holder.id,
+                filename=holder.filename,
+                episode=holder.episode,
+                duration=holder.duration,
+                start=max(pointer.to_holder(match.start), 0.0),
+                at=pointer.to_holder(match.at),
+                end=min(pointer.to_holder(match.end), holder.duration),
+            )
+            # the holder's stretches include `pointer`, which covers the moved moment: this recursion is one deep
+            return self._spread(match, records, held)
         places = {match.episode_id: match.place}
         for repeat in repeats:
             if repeat.episode not in records:
@@ -276,7 +302,8 @@ class Searcher:
                     float(np.clip(best.similarity, 0.0, 1.0)),
                 )
             )
-        matches = _distinct(self._spread(m, records) for m in matches)
+        held: dict[int, list[Repeat]] = {}  # per matched episode, the stretches of others that point to it
+        matches = _distinct(self._spread(m, records, held) for m in matches)
         numbers = self.index.catalogue.series_numbers(sorted({m.series_id for m in matches})) if matches else {}
         for m in matches:
             m.series_number = numbers.get(m.series_id)

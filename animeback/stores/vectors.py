@@ -162,13 +162,16 @@ class VectorStore:
     def count(self, episode: int | None = None) -> int:
         """Number of vectors, in all or of one episode."""
         flt = "" if episode is None else f"episode == {int(episode)}"
-        result = self.client.query(self.collection, filter=flt, output_fields=["count(*)"])
+        # Strong: a server answers after every earlier write (its default, Bounded, may not have seen the last ones)
+        result = self.client.query(self.collection, filter=flt, output_fields=["count(*)"], consistency_level="Strong")
         return int(result[0]["count(*)"])
 
     def episode_ids(self) -> set[int]:
         """The distinct episode ids that have vectors (a full scan: for checks, not for serving)."""
         seen: set[int] = set()
-        iterator = self.client.query_iterator(self.collection, batch_size=1000, filter="", output_fields=["episode"])
+        iterator = self.client.query_iterator(
+            self.collection, batch_size=1000, filter="", output_fields=["episode"], consistency_level="Strong"
+        )
         while batch := iterator.next():
             seen.update(int(r["episode"]) for r in batch)
         iterator.close()
@@ -203,6 +206,8 @@ class VectorStore:
                 filter=flt,
                 output_fields=["episode", "series", "time", "span_start", "span_end"],
                 search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}},
+                # indexing (outside one episode) must see every episode written before; a query may lag a moment
+                consistency_level="Strong" if exclude_episode is not None else "Bounded",
             )
         except MilvusException as exc:  # the usual cause: a Milvus that went away with its store host
             raise StoreUnavailableError(
