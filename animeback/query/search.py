@@ -13,6 +13,7 @@ from ..index import Index
 from ..model.pixels import to_model_input
 from ..stores import EpisodeRecord, EpisodeStatus, Hit, Repeat, SegmentKind
 from ..stores.catalogue import whole_frame_id
+from ..stores.rpc import RemoteCatalogue
 from .decode import decode_query
 from .regions import query_regions, window_aspects
 
@@ -166,6 +167,37 @@ def _distinct(matches: Iterable[SceneMatch]) -> list[SceneMatch]:
     return kept
 
 
+class _RepeatLinks:
+    """The repeated stretches around a search's matched episodes, read from the catalogue once per search."""
+
+    def __init__(self, catalogue: RemoteCatalogue, episode_ids: Iterable[int]):
+        self.catalogue = catalogue
+        self.fetched: set[int] = set()
+        self.held: dict[int, list[Repeat]] = {}
+        self.pointing: dict[int, list[Repeat]] = {}
+        self.fetch(episode_ids)
+
+    def fetch(self, episode_ids: Iterable[int]) -> None:
+        wanted = sorted(set(episode_ids) - self.fetched)
+        if not wanted:
+            return
+        for repeat in self.catalogue.repeats_touching(wanted):
+            for by, key in ((self.held, repeat.holder), (self.pointing, repeat.episode)):
+                if repeat not in by.setdefault(key, []):
+                    by[key].append(repeat)
+        self.fetched.update(wanted)
+
+    def held_by(self, holder: int) -> list[Repeat]:
+        """The stretches of other episodes that point to frames this one holds."""
+        self.fetch([holder])
+        return self.held.get(holder, [])
+
+    def of(self, episode_id: int) -> list[Repeat]:
+        """The stretches of this episode whose frames another one holds."""
+        self.fetch([episode_id])
+        return self.pointing.get(episode_id, [])
+
+
 class Searcher:
     """Answers queries against an opened Index."""
 
@@ -187,26 +219,22 @@ class Searcher:
         most like either, so one sampling interval (of the rate this episode was sampled at), to hold the moment."""
         return 1.0 / (record.sample_fps or self.index.settings.media.sample_fps)
 
-    def _spread(
-        self, match: SceneMatch, records: dict[int, EpisodeRecord | None], held: dict[int, list[Repeat]]
-    ) -> SceneMatch:
+    def _spread(self, match: SceneMatch, records: dict[int, EpisodeRecord | None], links: _RepeatLinks) -> SceneMatch:
         """A match inside a sequence that other episodes repeat (its frames are stored once, here): answered with
         the first episode that shows it, the others as occurrences, and what the sequence is."""
         catalogue = self.index.catalogue
         holder = records[match.episode_id]
         assert holder is not None
         margin = self._margin(holder)
-        if match.episode_id not in held:
-            held[match.episode_id] = catalogue.repeats_held_by(match.episode_id)
         repeats = [
             r
-            for r in held[match.episode_id]
+            for r in links.held_by(match.episode_id)
             if r.to_holder(r.start) - margin <= match.at <= r.to_holder(r.end) + margin
         ]
         if not repeats:
             # The moment may lie in a stretch of this episode whose other frames another episode holds (credits
             # that differ kept some of them here): answered as that episode's moment, with all that show it.
-            own = [r for r in catalogue.repeats_of(match.episode_id) if r.start - margin <= match.at <= r.end + margin]
+            own = [r for r in links.of(match.episode_id) if r.start - margin <= match.at <= r.end + margin]
             if not own:
                 return match
             pointer = own[0]
@@ -226,7 +254,7 @@ class Searcher:
                 end=min(pointer.to_holder(match.end), holder.duration),
             )
             # the holder's stretches include `pointer`, which covers the moved moment: this recursion is one deep
-            return self._spread(match, records, held)
+            return self._spread(match, records, links)
         places = {match.episode_id: match.place}
         for repeat in repeats:
             if repeat.episode not in records:
@@ -302,8 +330,8 @@ class Searcher:
                     float(np.clip(best.similarity, 0.0, 1.0)),
                 )
             )
-        held: dict[int, list[Repeat]] = {}  # per matched episode, the stretches of others that point to it
-        matches = _distinct(self._spread(m, records, held) for m in matches)
+        links = _RepeatLinks(self.index.catalogue, (m.episode_id for m in matches))
+        matches = _distinct(self._spread(m, records, links) for m in matches)
         numbers = self.index.catalogue.series_numbers(sorted({m.series_id for m in matches})) if matches else {}
         for m in matches:
             m.series_number = numbers.get(m.series_id)

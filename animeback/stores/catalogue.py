@@ -282,6 +282,14 @@ class Catalogue:
         found = [_repeat_from(v) for _, v in self.db.iterator(prefix=b"repeat-of/%010d/" % episode_id)]
         return sorted(found, key=lambda r: r.start)
 
+    def repeats_touching(self, episode_ids: list[int]) -> list[Repeat]:
+        """Every stretch that points to or from these episodes (what a search's matches need, in one call)."""
+        found: set[Repeat] = set()
+        for episode_id in set(episode_ids):
+            found.update(self.repeats_held_by(episode_id))
+            found.update(self.repeats_of(episode_id))
+        return sorted(found, key=lambda r: (r.episode, r.start))
+
     def delete_repeats(self, episode_id: int) -> None:
         """Forget the stretches of this episode that point to other episodes."""
         with self.db.write_batch(sync=True) as batch:

@@ -202,6 +202,9 @@ class RemoteCatalogue:
     def repeats_of(self, episode_id: int) -> list[Repeat]:
         return self._call("repeats_of", episode_id)
 
+    def repeats_touching(self, episode_ids: list[int]) -> list[Repeat]:
+        return self._call("repeats_touching", episode_ids)
+
     def delete_repeats(self, episode_id: int) -> None:
         self._call("delete_repeats", episode_id)
 
