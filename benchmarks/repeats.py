@@ -31,7 +31,7 @@ from animeback.index import Index
 from animeback.ingest.indexer import process_library
 from animeback.model.embedder import Embedder
 from animeback.query.search import Searcher
-from animeback.sources.synthetic import SeasonEpisode, make_season
+from animeback.sources.synthetic import SeasonEpisode, make_season, season_plan
 from animeback.stores import SegmentKind
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -42,23 +42,11 @@ def season(args) -> list[SeasonEpisode]:
     folder = RESULTS / f"season_{args.episodes}x{args.opening:g}-{args.middle:g}-{args.ending:g}_{args.seed}" / "Season"
     made = folder.parent / "made.txt"
     if made.exists():
-        return [_plan(folder, number, args) for number in range(1, args.episodes + 1)]
+        return season_plan(folder, args.episodes, args.opening, args.middle, args.ending)
     started = time.monotonic()
     episodes = make_season(folder, args.episodes, args.opening, args.middle, args.ending, args.seed)
     made.write_text(f"generated in {time.monotonic() - started:.0f} s\n")
     return episodes
-
-
-def _plan(folder: Path, number: int, args) -> SeasonEpisode:
-    start = 2.0 if number == 3 else 0.0
-    op_end = start + args.opening
-    middle_end = op_end + args.middle
-    return SeasonEpisode(
-        folder / f"Season - {number:02d}.mp4",
-        (start, op_end),
-        (op_end, middle_end),
-        (middle_end, middle_end + args.ending),
-    )
 
 
 def copies(index: Index, episodes: list[SeasonEpisode]) -> int:

@@ -226,7 +226,7 @@ class EpisodeIndexer:
         record them and delete their frames here; returns how many vectors were deleted."""
         if not self.settings.repeats.enabled or not whole:
             return 0
-        per_frame = 5 if self.settings.features.half_frames else 1
+        per_frame = self.index.configured_parameters().vectors_per_frame  # the entries each frame was written with
         hits: list[list[Hit]] = []
         for i in range(0, len(whole), REPEAT_SEARCH_BATCH):
             batch = whole[i : i + REPEAT_SEARCH_BATCH]

@@ -36,10 +36,6 @@ class FoundRepeats:
     repeats: list[Repeat]
     frame_ids: list[int]
 
-    @property
-    def seconds(self) -> float:
-        return sum(r.end - r.start for r in self.repeats)
-
 
 @dataclass
 class _Piece:

@@ -56,6 +56,20 @@ class SceneMatch:
         """The episode and moment of this match, as an occurrence."""
         return Occurrence(self.episode_id, self.filename, self.episode, self.duration, self.start, self.at, self.end)
 
+    def moved_to(self, place: Occurrence, **changes) -> SceneMatch:
+        """This match answered with another episode and moment (a repeated sequence's)."""
+        return dataclasses.replace(
+            self,
+            episode_id=place.episode_id,
+            filename=place.filename,
+            episode=place.episode,
+            duration=place.duration,
+            start=place.start,
+            at=place.at,
+            end=place.end,
+            **changes,
+        )
+
 
 @dataclass
 class SearchOutcome:
@@ -243,15 +257,16 @@ class Searcher:
             holder = records[pointer.holder]
             if holder is None or holder.status != EpisodeStatus.INDEXED:
                 return match
-            match = dataclasses.replace(
-                match,
-                episode_id=holder.id,
-                filename=holder.filename,
-                episode=holder.episode,
-                duration=holder.duration,
-                start=max(pointer.to_holder(match.start), 0.0),
-                at=pointer.to_holder(match.at),
-                end=min(pointer.to_holder(match.end), holder.duration),
+            match = match.moved_to(
+                Occurrence(
+                    holder.id,
+                    holder.filename,
+                    holder.episode,
+                    holder.duration,
+                    max(pointer.to_holder(match.start), 0.0),
+                    pointer.to_holder(match.at),
+                    min(pointer.to_holder(match.end), holder.duration),
+                )
             )
             # the holder's stretches include `pointer`, which covers the moved moment: this recursion is one deep
             return self._spread(match, records, links)
@@ -264,18 +279,7 @@ class Searcher:
                 places[repeat.episode] = shown_in(repeat, match.place, margin, record)
         first, *others = sorted(places.values(), key=episode_order)
         kinds = [r.kind for r in repeats]
-        return dataclasses.replace(
-            match,
-            episode_id=first.episode_id,
-            filename=first.filename,
-            episode=first.episode,
-            duration=first.duration,
-            start=first.start,
-            at=first.at,
-            end=first.end,
-            segment=max(set(kinds), key=kinds.count),
-            occurrences=others,
-        )
+        return match.moved_to(first, segment=max(set(kinds), key=kinds.count), occurrences=others)
 
     def search_bytes(self, data: bytes, **options) -> SearchOutcome:
         """Decode and search query bytes."""

@@ -138,6 +138,28 @@ def _credits(seed: int) -> str:
     return ",".join(glyphs)
 
 
+COLD_OPEN_S = 2.0  # episode 3 of a generated season opens with this much of its own before the opening
+
+
+def season_plan(
+    folder: Path, episodes: int = 4, opening_s: float = 20.0, middle_s: float = 16.0, ending_s: float = 14.0
+) -> list[SeasonEpisode]:
+    """Where make_season puts each episode's file, opening, middle and ending (without making anything)."""
+    plan = []
+    for number in range(1, episodes + 1):
+        start = COLD_OPEN_S if number == 3 else 0.0
+        middle, ending = start + opening_s, start + opening_s + middle_s
+        plan.append(
+            SeasonEpisode(
+                folder / f"Season - {number:02d}.mp4",
+                (start, middle),
+                (middle, ending),
+                (ending, ending + ending_s),
+            )
+        )
+    return plan
+
+
 def make_season(
     folder: Path,
     episodes: int = 4,
@@ -152,28 +174,17 @@ def make_season(
     parts = folder / ".parts"
     opening = make_episode(parts / "opening.mp4", seed=seed, duration=opening_s, audio=False)
     ending = make_episode(parts / "ending.mp4", seed=seed + 1, duration=ending_s, audio=False)
-    cold_open = make_episode(parts / "cold_open.mp4", seed=seed + 2, duration=2.0, audio=False)
-    made = []
-    for number in range(1, episodes + 1):
+    cold_open = make_episode(parts / "cold_open.mp4", seed=seed + 2, duration=COLD_OPEN_S, audio=False)
+    plan = season_plan(folder, episodes, opening_s, middle_s, ending_s)
+    for number, episode in enumerate(plan, 1):
         middle = make_episode(parts / f"middle{number}.mp4", seed=seed + 10 + number, duration=middle_s, audio=False)
-        shifted = number == 3
-        sources = ([cold_open] if shifted else []) + [opening, middle, ending]
+        sources = ([cold_open] if episode.opening[0] else []) + [opening, middle, ending]
         credits = _credits(seed + number) if number == 4 else "null"
         graph = "".join(f"[{i}:v]{credits if src == opening else 'null'}[p{i}];" for i, src in enumerate(sources))
         graph += "".join(f"[p{i}]" for i in range(len(sources))) + f"concat=n={len(sources)}:v=1:a=0[v]"
-        path = folder / f"Season - {number:02d}.mp4"
         cmd = ["ffmpeg", "-v", "error", "-y"] + [a for src in sources for a in ("-i", str(src))]
         crf = str(16 + 5 * (number % 4))
         cmd += ["-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-crf", crf]
-        subprocess.run(cmd + ["-pix_fmt", "yuv420p", str(path)], check=True)
-        start = 2.0 if shifted else 0.0
-        made.append(
-            SeasonEpisode(
-                path,
-                (start, start + opening_s),
-                (start + opening_s, start + opening_s + middle_s),
-                (start + opening_s + middle_s, start + opening_s + middle_s + ending_s),
-            )
-        )
+        subprocess.run(cmd + ["-pix_fmt", "yuv420p", str(episode.path)], check=True)
     shutil.rmtree(parts)
-    return made
+    return plan
