@@ -167,14 +167,15 @@ def cmd_download_bilibili(args, settings) -> int:
 
 
 def cmd_status(args, settings) -> int:
-    from .index import PARAMETERS_KEY, refresh_stats
+    from .index import PARAMETERS_KEY, library_stats, refresh_stats
     from .model.embedder import check_model_files
     from .stores.host import connect
 
     check_model_files(settings)  # a configuration that could not index or search is said at once
     store = connect(settings)  # the catalogue alone: no model to load for a report
     try:
-        stats = refresh_stats(store.catalogue)
+        # a web node reads the published catalogue: it does not write it
+        stats = library_stats(store.catalogue) if settings.web_node else refresh_stats(store.catalogue)
         failed = [r for r in store.catalogue.episodes() if r.status == EpisodeStatus.FAILED]
         recorded = store.catalogue.get_meta(PARAMETERS_KEY) or {}
         model = recorded.get("model") or store.catalogue.get_meta("model") or "none yet (nothing indexed)"

@@ -67,6 +67,10 @@ class MilvusSettings:
     collection: str = "animeback_frames"
     nlist: int = 128
     nprobe: int = 16
+    index_type: str = "IVF_FLAT"
+    params: dict = field(default_factory=dict)
+    search_params: dict = field(default_factory=dict)
+    timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ class ProcessSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     host_idle_s: float = 30.0
+    catalogue: str = "local"
+    redis_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ class MatchSettings:
 class Settings:
     library_dir: str = "library"
     data_dir: str = "data"
+    media_dir: str = ""
     log_level: str = "INFO"
     media: MediaSettings = field(default_factory=MediaSettings)
     dedupe: DedupeSettings = field(default_factory=DedupeSettings)
@@ -178,6 +185,20 @@ class Settings:
         return self.data_path
 
     @property
+    def media_path(self) -> Path:
+        """The folder of the episodes' web previews: media_dir (a folder web nodes share), else data_dir/previews."""
+        return self.path(self.media_dir) if self.media_dir else self.data_path / "previews"
+
+    def preview_path(self, name: str) -> Path:
+        """Where an episode's web preview (its record's `preview`, "previews/<id>.mp4") lies."""
+        return self.media_path / Path(name).name
+
+    @property
+    def web_node(self) -> bool:
+        """True on a web node: it reads the catalogue the indexing node publishes in Milvus, and owns no stores."""
+        return self.stores.catalogue == "milvus"
+
+    @property
     def milvus_uri(self) -> str:
         """The Milvus URI: a server's when configured, else the embedded Milvus Lite file in data_dir."""
         return self.milvus.uri or str(self.data_path / "milvus.db")
@@ -205,6 +226,8 @@ _LIMITS: dict[str, Any] = {
     "features.threads": (0, 256),
     "milvus.nlist": (1, 65536),
     "milvus.nprobe": (1, 65536),
+    "milvus.index_type": ("IVF_FLAT", "FLAT", "AUTOINDEX", "IVF_SQ8", "IVF_PQ", "HNSW"),
+    "milvus.timeout_s": (0.5, 600.0),
     "search.max_results": (1, 100),
     "search.candidates": (1, 16384),  # Milvus's top-k limit (stores.vectors.MAX_TOPK)
     "search.group_gap_s": (0.0, 3600.0),
@@ -228,6 +251,7 @@ _LIMITS: dict[str, Any] = {
     "process.watch_settle_s": (0.0, 86400.0),
     "process.watch_rescan_s": (1.0, 86400.0),
     "stores.host_idle_s": (0.5, 86400.0),
+    "stores.catalogue": ("local", "milvus"),
     "match.max_results": (1, 1000),
     "bilibili.quality": (16, 127),
     "bilibili.parallel": (1, 16),
@@ -249,7 +273,7 @@ def to_dict(settings: Any) -> dict:
 
 
 # Keys whose values are secrets: an error about them says what is wrong, never the value.
-SECRET_KEYS = frozenset({"server.secret", "milvus.token", "bilibili.sessdata", "api.keys"})
+SECRET_KEYS = frozenset({"server.secret", "milvus.token", "bilibili.sessdata", "api.keys", "stores.redis_url"})
 
 
 def _shown(key: str, value: Any) -> str:
@@ -350,7 +374,12 @@ def _validate(settings: Settings) -> None:
                 raise ConfigError(f"config key '{key}' must be one of {', '.join(limit)}; got {value!r}")
         elif not limit[0] <= value <= limit[1]:
             raise ConfigError(f"config key '{key}' must be between {limit[0]} and {limit[1]}; got {value!r}")
-    for key, folder in (("data_dir", settings.data_path), ("library_dir", settings.library_path)):
+    _validate_stores(settings)
+    for key, folder in (
+        ("data_dir", settings.data_path),
+        ("library_dir", settings.library_path),
+        ("media_dir", settings.media_path),
+    ):
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"config key '{key}' names {folder}, which is a file, not a folder")
     for network in settings.server.fetch_allow_networks:
@@ -375,6 +404,43 @@ def _validate(settings: Settings) -> None:
                 f"config key 'api.keys' entry of user {who!r} must be an object with id (string), priority, "
                 f"concurrency and quota (integers) and admin (true/false)"
             )
+
+
+# Index types Milvus Lite builds; a Milvus server builds these and the others of milvus.index_type's choices.
+LITE_INDEX_TYPES = ("IVF_FLAT", "FLAT", "AUTOINDEX")
+
+
+def _validate_stores(settings: Settings) -> None:
+    """Where the vectors, catalogue and counters live must make one consistent layout."""
+    milvus, stores = settings.milvus, settings.stores
+    if not settings.milvus_server and milvus.index_type not in LITE_INDEX_TYPES:
+        raise ConfigError(
+            f"config key 'milvus.index_type' {milvus.index_type!r} needs a Milvus server (milvus.uri); "
+            f"Milvus Lite builds only {', '.join(LITE_INDEX_TYPES)}"
+        )
+    for key in ("params", "search_params"):
+        value = getattr(milvus, key)
+        if not all(isinstance(k, str) and isinstance(v, (int, float, str)) for k, v in value.items()):
+            raise ConfigError(
+                f"config key 'milvus.{key}' must map parameter names to numbers, like {{\"nlist\": 1024}}"
+            )
+    if stores.redis_url and not stores.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "config key 'stores.redis_url' must be a Redis URL like redis://10.0.0.5:6379/0 (or rediss://, unix://)"
+        )
+    if settings.web_node:
+        needs = [
+            ("milvus.uri", "a Milvus server the indexing node writes to", settings.milvus_server),
+            ("stores.redis_url", "the Redis that holds the API counters all web nodes share", stores.redis_url),
+            (
+                "server.secret",
+                "the preview secret, the same on every node so any node plays any preview link",
+                settings.server.secret,
+            ),
+        ]
+        for key, what, given in needs:
+            if not given:
+                raise ConfigError(f"a web node (stores.catalogue \"milvus\") needs config key '{key}': {what}")
 
 
 def config_path(explicit: str | os.PathLike | None = None, environ: typing.Mapping[str, str] | None = None) -> Path:

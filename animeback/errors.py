@@ -105,7 +105,7 @@ class InvalidKeyError(AnimeBackError):
 
 
 class WriteForbiddenError(AnimeBackError):
-    """A write (adding or deleting a still) by a caller that may not write."""
+    """A write by a caller that may not write (adding or deleting a still), or on a node that serves only."""
 
     status = 403
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Settings
-from .errors import IndexBusyError, IndexMismatchError
+from .errors import IndexBusyError, IndexMismatchError, WriteForbiddenError
 from .imaging import HALF_REGIONS
 from .model.embedder import Embedder
 from .stores import EpisodeStatus, VectorStore
-from .stores.host import connect
-from .stores.rpc import RemoteCatalogue, StoreClient
+from .stores.host import Stores, connect
+from .stores.rpc import AnyCatalogue
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,15 @@ class IndexParameters:
         return 1 + len(HALF_REGIONS) if self.half_frames else 1
 
 
-def refresh_stats(catalogue: RemoteCatalogue) -> dict[str, Any]:
+def refresh_stats(catalogue: AnyCatalogue) -> dict[str, Any]:
     """Recompute library totals from the catalogue and store them for /status and frameCount."""
+    stats = library_stats(catalogue)
+    catalogue.put_meta("stats", stats)
+    return stats
+
+
+def library_stats(catalogue: AnyCatalogue) -> dict[str, Any]:
+    """Library totals computed from the catalogue's episode records."""
     stats: dict[str, Any] = {"series": 0, "episodes": 0, "failed": 0, "vectors": 0, "video_seconds": 0.0}
     series, aspects = set(), set()
     for record in catalogue.episodes():
@@ -53,14 +60,13 @@ def refresh_stats(catalogue: RemoteCatalogue) -> dict[str, Any]:
             stats["failed"] += 1
     stats["series"] = len(series)
     stats["aspects"] = sorted(aspects)  # the library's frame shapes (width / height), for finding windows
-    catalogue.put_meta("stats", stats)
     return stats
 
 
 class Index:
     """The stores (through the store host, see stores/host.py) and the CNN, opened once per process."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, store: StoreClient | None = None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, store: Stores | None = None):
         """Open the index; `embedder` and `store` let a caller share ones it already holds."""
         self.settings = settings
         self.store = store or connect(settings)
@@ -78,6 +84,11 @@ class Index:
     @contextlib.contextmanager
     def writing(self):
         """Hold the index's writer lock: one `process` or `train-pca` at a time (searches go on meanwhile)."""
+        if self.settings.web_node:
+            raise WriteForbiddenError(
+                'this is a web node (stores.catalogue "milvus"): it serves the index the indexing node writes; '
+                "run process, repair and train-pca on the indexing node"
+            )
         with open(self.settings.data_path / "writer.lock", "a+") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -20,6 +20,8 @@ if [ "$requirements" = "requirements-dev.txt" ]; then
   apt_install chromium chromium
   # scripts/test.sh runs the tests in a private network namespace with only loopback up (`ip link`)
   apt_install ip iproute2
+  # tests/test_scale_out.py and the counters' tests run a real Redis
+  apt_install redis-server redis-server
   # axe-core, the accessibility checker the website tests inject into the page (pinned in its package-lock.json)
   apt_install npm npm
   lock="tests/browser/package-lock.json"

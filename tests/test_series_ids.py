@@ -25,7 +25,7 @@ def test_the_anilist_id_comes_from_series_json_then_a_numeric_folder(caplog):
 
 
 def test_assigned_numbers_are_stable_distinct_and_follow_series_json(tmp_path):
-    catalogue = Catalogue(tmp_path / "catalogue")
+    catalogue = Catalogue.open_local(tmp_path / "catalogue")
     try:
         bbb = catalogue.assign_series_number("bbb")
         sintel = catalogue.assign_series_number("sintel")
@@ -42,7 +42,7 @@ def test_assigned_numbers_are_stable_distinct_and_follow_series_json(tmp_path):
     finally:
         catalogue.close()
     # the same folder name gets the same number in a new catalogue (a rebuilt index keeps clients' ids)
-    fresh = Catalogue(tmp_path / "other")
+    fresh = Catalogue.open_local(tmp_path / "other")
     try:
         assert fresh.assign_series_number("sintel") == sintel
     finally:
@@ -50,15 +50,15 @@ def test_assigned_numbers_are_stable_distinct_and_follow_series_json(tmp_path):
 
 
 def test_a_taken_hash_moves_on_to_a_free_number(tmp_path):
-    catalogue = Catalogue(tmp_path / "catalogue")
+    catalogue = Catalogue.open_local(tmp_path / "catalogue")
     try:
         natural = catalogue.assign_series_number("sintel")
         catalogue.assign_series_number("sintel", 5)  # frees `natural`, then an explicit id takes it
         catalogue.assign_series_number("squatter", natural)
         moved = catalogue.assign_series_number("sintel", None)
         assert moved == 5  # a series keeps the number it has
-        catalogue.db.delete(b"series-number/sintel")  # as if sintel were new: its hash is now taken
-        catalogue.db.delete(b"series-by-number/%010d/sintel" % 5)
+        catalogue.values.write({b"series-number/sintel": None})  # as if sintel were new: its hash is now taken
+        catalogue.values.write({b"series-by-number/%010d/sintel" % 5: None})
         assert catalogue.assign_series_number("sintel") == natural + 1
     finally:
         catalogue.close()

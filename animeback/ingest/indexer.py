@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from .repeats import find_repeats
 log = logging.getLogger(__name__)
 
 PREVIEW_DIR = "previews"
+PREVIEW_NAME = re.compile(r"[0-9]+\.mp4(\.part)?")  # an episode's preview file, or one being written
 MAX_RETRY_BACKOFF_S = 86400.0  # a file that keeps failing the same way is still tried once a day
 REPEAT_SEARCH_BATCH = 256  # frames searched per Milvus call when looking for repeated sequences
 REPEAT_CANDIDATES = 5  # nearest frames per frame: a still shot of the holder stands for several neighbours
@@ -103,7 +105,7 @@ def _remove_episode(index: Index, record: EpisodeRecord) -> list[EpisodeRecord]:
     index.vectors.delete_episode(record.id)
     index.vectors.flush()
     if record.preview:
-        Path(index.settings.data_path / record.preview).unlink(missing_ok=True)
+        index.settings.preview_path(record.preview).unlink(missing_ok=True)
     index.catalogue.delete_episode(record.id)
     return linked
 
@@ -158,13 +160,15 @@ def _check_removals(
 def _delete_stray_previews(index: Index, kept: Iterable[EpisodeRecord]) -> int:
     """Delete preview files that none of the kept records names: `.part` files of interrupted runs, previews of
     removed episodes (the writer lock is held, so no other run is writing one now)."""
-    folder = index.settings.data_path / PREVIEW_DIR
+    folder = index.settings.media_path
     if not folder.is_dir():
         return 0
     named = {r.preview for r in kept if r.preview}
     deleted = 0
     for path in folder.iterdir():
-        if f"{PREVIEW_DIR}/{path.name}" not in named and path.is_file():
+        # only files of our naming: media_dir may be a shared folder that holds other things too
+        ours = PREVIEW_NAME.fullmatch(path.name) is not None
+        if ours and f"{PREVIEW_DIR}/{path.name}" not in named and path.is_file():
             path.unlink(missing_ok=True)
             deleted += 1
     if deleted:
@@ -289,7 +293,7 @@ class EpisodeIndexer:
         )
         catalogue.put_episode(record)
         preview_rel = f"{PREVIEW_DIR}/{record.id}.mp4" if s.media.preview else None
-        preview_tmp = s.data_path / f"{preview_rel}.part" if preview_rel else None
+        preview_tmp = s.preview_path(f"{preview_rel}.part") if preview_rel else None
         if preview_tmp:
             preview_tmp.parent.mkdir(parents=True, exist_ok=True)
         size = 2 * INPUT_SIZE if s.features.half_frames else INPUT_SIZE
@@ -326,7 +330,7 @@ class EpisodeIndexer:
             self.index.vectors.flush()
             stored_elsewhere = self._store_repeats_once(record, whole)
             if preview_tmp and preview_rel:
-                os.replace(preview_tmp, s.data_path / preview_rel)
+                os.replace(preview_tmp, s.preview_path(preview_rel))
         except BaseException:
             if preview_tmp:
                 preview_tmp.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from ..index import Index
 from ..model.pixels import to_model_input
 from ..stores import EpisodeRecord, EpisodeStatus, Hit, Repeat, SegmentKind
 from ..stores.catalogue import whole_frame_id
-from ..stores.rpc import RemoteCatalogue
+from ..stores.rpc import AnyCatalogue
 from .decode import decode_query
 from .regions import query_regions, window_aspects
 
@@ -184,7 +184,7 @@ def _distinct(matches: Iterable[SceneMatch]) -> list[SceneMatch]:
 class _RepeatLinks:
     """The repeated stretches around a search's matched episodes, read from the catalogue once per search."""
 
-    def __init__(self, catalogue: RemoteCatalogue, episode_ids: Iterable[int]):
+    def __init__(self, catalogue: AnyCatalogue, episode_ids: Iterable[int]):
         self.catalogue = catalogue
         self.fetched: set[int] = set()
         self.held: dict[int, list[Repeat]] = {}

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..config import Settings
 from ..errors import AnimeBackError, ConfigError, SourceError
-from ..stores.rpc import RemoteCatalogue
+from ..stores.rpc import AnyCatalogue
 from . import EpisodeInfo, EpisodeStreams, MediaStream, SeasonInfo, Source
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class Downloader:
             store.close()
         return report
 
-    def _run(self, queue: list[QueueEntry], report: DownloadReport, catalogue: RemoteCatalogue) -> None:
+    def _run(self, queue: list[QueueEntry], report: DownloadReport, catalogue: AnyCatalogue) -> None:
         for entry in queue:
             try:
                 season = self._retry(

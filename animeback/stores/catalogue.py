@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexBusyError
+from .keyvalues import KeyValues, LevelDBValues, MilvusValues, MirroredValues, Writes
 
 _FRAME = struct.Struct(">Qddd")  # episode, time, span start, span end
 FRAME_ID_BITS = 22  # frame id = episode id << 22 | region << 19 | sample index: deterministic, so a retry
 REGION_SHIFT = 19  # rewrites the same ids; region 0 (the whole frame) keeps the ids of indexes made before regions
 MAX_SAMPLES = 1 << REGION_SHIFT  # sampled frames per episode (48 h at 3 fps)
+CLEAR_BATCH = 100_000  # frame keys deleted per write when the catalogue is cleared
 # Series numbers the catalogue assigns lie above every AniList id (under 1 million) and within a signed 32-bit
 # int, which typed clients (pydantic's int, Java's int) hold.
 ASSIGNED_SERIES_NUMBERS = range(1_000_000_000, 2_147_483_648)
@@ -121,37 +123,51 @@ def _repeat_from(raw: bytes) -> Repeat:
 
 
 class Catalogue:
-    """LevelDB-backed records; opened once per process and held (LevelDB locks its folder)."""
+    """The records, on a key-value store: LevelDB on the indexing node (opened once per process and held: LevelDB
+    locks its folder), or, on a web node, the copy the indexing node publishes in Milvus (stores/keyvalues.py)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, values: KeyValues):
+        self.values = values
+
+    @classmethod
+    def open_local(cls, path: Path, published: MilvusValues | None = None) -> Catalogue:
+        """The indexing node's catalogue in LevelDB at path, its published keys written to Milvus too when given."""
         import plyvel
 
         path.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = plyvel.DB(str(path), create_if_missing=True)
+            db = plyvel.DB(str(path), create_if_missing=True)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise IndexBusyError(f"the catalogue {path} is in use by another AnimeBack process") from None
             raise
+        local = LevelDBValues(db)
+        return cls(local if published is None else MirroredValues(local, published))
+
+    def _get(self, key: bytes) -> bytes | None:
+        return self.values.get_many([key])[0]
+
+    def _put(self, key: bytes, value: bytes, sync: bool = True) -> None:
+        self.values.write({key: value}, sync)
 
     # -- meta ---------------------------------------------------------------------------------------------
     def get_meta(self, name: str, default: Any = None) -> Any:
-        raw = self.db.get(b"meta/" + name.encode())
+        raw = self._get(b"meta/" + name.encode())
         return default if raw is None else json.loads(raw)
 
     def put_meta(self, name: str, value: Any, sync: bool = True) -> None:
-        self.db.put(b"meta/" + name.encode(), json.dumps(value).encode(), sync=sync)
+        self._put(b"meta/" + name.encode(), json.dumps(value).encode(), sync)
 
     # -- series -------------------------------------------------------------------------------------------
     def put_series(self, series_id: str, metadata: dict) -> None:
-        self.db.put(b"series/" + series_id.encode(), json.dumps(metadata, ensure_ascii=False).encode(), sync=True)
+        self._put(b"series/" + series_id.encode(), json.dumps(metadata, ensure_ascii=False).encode())
 
     def get_series(self, series_id: str) -> dict | None:
-        raw = self.db.get(b"series/" + series_id.encode())
+        raw = self._get(b"series/" + series_id.encode())
         return None if raw is None else json.loads(raw)
 
     def series_ids(self) -> list[str]:
-        return [k[len(b"series/") :].decode() for k, _ in self.db.iterator(prefix=b"series/")]
+        return [k[len(b"series/") :].decode() for k, _ in self.values.scan([b"series/"])]
 
     def assign_series_number(self, series_id: str, number: int | None = None) -> int:
         """Give a series its integer id (trace.moe's `anilist`): `number` when given (an AniList id); else the one
@@ -168,32 +184,32 @@ class Catalogue:
             number = ASSIGNED_SERIES_NUMBERS[offset]
         if number == current:
             return number
-        with self.db.write_batch(sync=True) as batch:
-            if current is not None:
-                batch.delete(b"series-by-number/%010d/" % current + series_id.encode())
-            batch.put(b"series-number/" + series_id.encode(), str(number).encode())
-            batch.put(b"series-by-number/%010d/" % number + series_id.encode(), b"")
+        writes: Writes = {}
+        if current is not None:
+            writes[b"series-by-number/%010d/" % current + series_id.encode()] = None
+        writes[b"series-number/" + series_id.encode()] = str(number).encode()
+        writes[b"series-by-number/%010d/" % number + series_id.encode()] = b""
+        self.values.write(writes)
         return number
 
     def series_number(self, series_id: str) -> int | None:
         """The integer id of a series, None before `process` has assigned one."""
-        raw = self.db.get(b"series-number/" + series_id.encode())
-        return None if raw is None else int(raw)
+        return self.series_numbers([series_id]).get(series_id)
 
     def series_numbers(self, series_ids: list[str]) -> dict[str, int]:
         """The integer ids of several series (those that have one)."""
-        found = {series_id: self.series_number(series_id) for series_id in series_ids}
-        return {series_id: number for series_id, number in found.items() if number is not None}
+        found = self.values.get_many([b"series-number/" + series_id.encode() for series_id in series_ids])
+        return {series_id: int(raw) for series_id, raw in zip(series_ids, found, strict=True) if raw is not None}
 
     def numbered_series(self) -> dict[str, int]:
         """Every series folder that has an integer id, with it."""
         prefix = b"series-number/"
-        return {k[len(prefix) :].decode(): int(v) for k, v in self.db.iterator(prefix=prefix)}
+        return {k[len(prefix) :].decode(): int(v) for k, v in self.values.scan([prefix])}
 
     def series_with_number(self, number: int) -> list[str]:
         """The series folders that carry an integer id (several when folders name one AniList entry)."""
         prefix = b"series-by-number/%010d/" % number
-        return [k[len(prefix) :].decode() for k in self.db.iterator(prefix=prefix, include_value=False)]
+        return [k[len(prefix) :].decode() for k, _ in self.values.scan([prefix])]
 
     # -- episodes -----------------------------------------------------------------------------------------
     def new_episode_id(self) -> int:
@@ -205,35 +221,37 @@ class Catalogue:
     def put_episode(self, record: EpisodeRecord) -> None:
         """Write an episode record durably."""
         # ASCII escapes keep a file name that is not UTF-8 on disk (surrogate escapes in Python) exactly as it is.
-        self.db.put(b"episode/%010d" % record.id, json.dumps(dataclasses.asdict(record)).encode(), sync=True)
+        self._put(b"episode/%010d" % record.id, json.dumps(dataclasses.asdict(record)).encode())
 
     def get_episode(self, episode_id: int) -> EpisodeRecord | None:
-        raw = self.db.get(b"episode/%010d" % episode_id)
+        raw = self._get(b"episode/%010d" % episode_id)
         return None if raw is None else EpisodeRecord(**json.loads(raw))
 
     def episodes(self) -> Iterator[EpisodeRecord]:
-        for _, raw in self.db.iterator(prefix=b"episode/"):
+        for _, raw in self.values.scan([b"episode/"]):
             yield EpisodeRecord(**json.loads(raw))
 
     def delete_episode(self, episode_id: int) -> None:
         """Remove an episode's frames, the repeats it points to, and then its record."""
         self.delete_frames(episode_id)
         self.delete_repeats(episode_id)
-        self.db.delete(b"episode/%010d" % episode_id, sync=True)
+        self.values.write({b"episode/%010d" % episode_id: None})
 
     # -- frames -------------------------------------------------------------------------------------------
     def put_frames(self, frames: list[tuple[int, int, float, float, float]]) -> None:
         """Write (frame id, episode, time, start, end) tuples in one batch."""
-        with self.db.write_batch() as batch:
-            for fid, episode, time, start, end in frames:
-                batch.put(b"frame/" + fid.to_bytes(8, "big"), _FRAME.pack(episode, time, start, end))
+        writes: Writes = {
+            b"frame/" + fid.to_bytes(8, "big"): _FRAME.pack(episode, time, start, end)
+            for fid, episode, time, start, end in frames
+        }
+        self.values.write(writes, sync=False)
 
     def _frame_keys(self, episode_id: int | None = None) -> Iterator[bytes]:
         if episode_id is None:
-            return self.db.iterator(prefix=b"frame/", include_value=False)
+            return self.values.keys_between(b"frame/", b"frame0")  # "0" follows "/": every frame key
         start = b"frame/" + frame_id(episode_id, 0).to_bytes(8, "big")
         stop = b"frame/" + frame_id(episode_id + 1, 0).to_bytes(8, "big")
-        return self.db.iterator(start=start, stop=stop, include_value=False)
+        return self.values.keys_between(start, stop)
 
     def frame_ids(self, episode_id: int) -> list[int]:
         """The ids of every entry written for an episode (what Milvus must hold for it)."""
@@ -241,9 +259,7 @@ class Catalogue:
 
     def delete_frames(self, episode_id: int) -> None:
         """Forget an episode's frame map."""
-        with self.db.write_batch(sync=True) as batch:
-            for key in self._frame_keys(episode_id):
-                batch.delete(key)
+        self.values.write(dict.fromkeys(self._frame_keys(episode_id)))
 
     def count_frames(self, episode_id: int | None = None) -> int:
         """Entries in the frame map, of all episodes or of one."""
@@ -251,9 +267,7 @@ class Catalogue:
 
     def delete_frame_ids(self, ids: list[int]) -> None:
         """Forget some entries of the frame map (an episode's frames stored once, in another episode)."""
-        with self.db.write_batch(sync=True) as batch:
-            for fid in ids:
-                batch.delete(b"frame/" + fid.to_bytes(8, "big"))
+        self.values.write({b"frame/" + fid.to_bytes(8, "big"): None for fid in ids})
 
     # -- repeated sequences -------------------------------------------------------------------------------
     # Kept both ways: by holder (what a search that hit the holder needs, one scan) and by the episode that points
@@ -268,41 +282,36 @@ class Catalogue:
 
     def put_repeats(self, repeats: list[Repeat]) -> None:
         """Record stretches of episodes whose frames another episode holds."""
-        with self.db.write_batch(sync=True) as batch:
-            for repeat in repeats:
-                for key in self._repeat_keys(repeat):
-                    batch.put(key, _repeat_value(repeat))
+        self.values.write({key: _repeat_value(repeat) for repeat in repeats for key in self._repeat_keys(repeat)})
 
     def repeats_held_by(self, holder: int) -> list[Repeat]:
         """The stretches of other episodes that point to frames this episode holds."""
-        return [_repeat_from(v) for _, v in self.db.iterator(prefix=b"repeat/%010d/" % holder)]
+        return [_repeat_from(v) for _, v in self.values.scan([b"repeat/%010d/" % holder])]
 
     def repeats_of(self, episode_id: int) -> list[Repeat]:
         """The stretches of this episode whose frames other episodes hold, in time order."""
-        found = [_repeat_from(v) for _, v in self.db.iterator(prefix=b"repeat-of/%010d/" % episode_id)]
+        found = [_repeat_from(v) for _, v in self.values.scan([b"repeat-of/%010d/" % episode_id])]
         return sorted(found, key=lambda r: r.start)
 
     def repeats_touching(self, episode_ids: list[int]) -> list[Repeat]:
         """Every stretch that points to or from these episodes (what a search's matches need, in one call)."""
-        found: set[Repeat] = set()
-        for episode_id in set(episode_ids):
-            found.update(self.repeats_held_by(episode_id))
-            found.update(self.repeats_of(episode_id))
+        wanted = sorted(set(episode_ids))
+        prefixes = [b"repeat/%010d/" % e for e in wanted] + [b"repeat-of/%010d/" % e for e in wanted]
+        found = {_repeat_from(v) for _, v in self.values.scan(prefixes)} if wanted else set()
         return sorted(found, key=lambda r: (r.episode, r.start))
 
     def delete_repeats(self, episode_id: int) -> None:
         """Forget the stretches of this episode that point to other episodes."""
-        with self.db.write_batch(sync=True) as batch:
-            for repeat in self.repeats_of(episode_id):
-                for key in self._repeat_keys(repeat):
-                    batch.delete(key)
+        self.values.write({key: None for repeat in self.repeats_of(episode_id) for key in self._repeat_keys(repeat)})
 
     def clear(self) -> None:
         """Forget every episode and frame (series metadata and settings stay)."""
-        with self.db.write_batch(sync=True) as batch:
-            for prefix in (b"episode/", b"frame/", b"repeat/", b"repeat-of/"):
-                for key in self.db.iterator(prefix=prefix, include_value=False):
-                    batch.delete(key)
+        frames = list(self._frame_keys())
+        for i in range(0, len(frames), CLEAR_BATCH):
+            self.values.write(dict.fromkeys(frames[i : i + CLEAR_BATCH]))
+        # on the indexing node's own store, where a scan may name any prefix
+        records = self.values.scan([b"episode/", b"repeat/", b"repeat-of/"])
+        self.values.write(dict.fromkeys(key for key, _ in records))
 
     def close(self) -> None:
-        self.db.close()
+        self.values.close()

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
 
 MAX_ENTRIES = 100_000  # past this many names, expired entries are forgotten
+
+
+class CounterStore(Protocol):
+    """The counters' methods, wherever they live: the store host (embedded default) or Redis (several nodes)."""
+
+    def add(self, name: str, amount: int, ttl_s: float, limit: int | None = None) -> tuple[bool, int]: ...
+
+    def add_many(self, names: list[str], amount: int, ttl_s: list[float]) -> None: ...
+
+    def get(self, name: str) -> int: ...
+
+    def get_many(self, names: list[str]) -> list[int]: ...
 
 
 class Counters:

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,11 +40,34 @@ from ..keys import read_or_create_key
 from . import rpc
 from .catalogue import Catalogue
 from .counters import Counters
+from .keyvalues import MilvusValues, MirroredValues, published_collection
+from .redis_counters import RedisCounters
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
+TOKEN_VARIABLE = "ANIMEBACK_HOST_MILVUS_TOKEN"  # how the host gets the Milvus token (not on its command line)
+# What the indexing node publishes for web nodes: every key of these groups (stores/keyvalues.py)
+PUBLISHED_PREFIXES = [
+    b"meta/",
+    b"series/",
+    b"series-number/",
+    b"series-by-number/",
+    b"episode/",
+    b"repeat/",
+    b"repeat-of/",
+]
 LOCK_WAIT_S = 10.0  # a host that is stopping still holds the lock for a moment
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Where the host publishes the catalogue for web nodes: a Milvus server's collection."""
+
+    uri: str
+    token: str
+    collection: str
+    timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -69,8 +93,8 @@ class HostPaths:
 class StoreHost:
     """The owning process: holds the catalogue, Milvus Lite and the counters, and answers clients until idle."""
 
-    def __init__(self, paths: HostPaths, milvus_file: str, idle_s: float) -> None:
-        self.paths, self.milvus_file, self.idle_s = paths, milvus_file, idle_s
+    def __init__(self, paths: HostPaths, milvus_file: str, idle_s: float, publish: Publication | None = None) -> None:
+        self.paths, self.milvus_file, self.idle_s, self.publish = paths, milvus_file, idle_s, publish
         self.catalogue: Catalogue | None = None
         self.milvus: Any = None
         self.vectors_uri = ""
@@ -81,10 +105,33 @@ class StoreHost:
         self._closing = False
 
     def open(self) -> None:
-        """Open the catalogue and start Milvus Lite (when a file is to be served)."""
-        self.catalogue = Catalogue(self.paths.data / "catalogue")
+        """Open the catalogue (publishing it when a Milvus server is used) and start Milvus Lite (when a file is to
+        be served)."""
+        self.catalogue = Catalogue.open_local(self.paths.data / "catalogue")
+        if self.publish is not None:
+            self._publish(self.catalogue, self.publish)
         if self.milvus_file:
             self.vectors_uri = self._start_milvus_lite(Path(self.milvus_file))
+
+    def _publish(self, catalogue: Catalogue, target: Publication) -> None:
+        """Bring the published copy up to date with LevelDB (anything a crash left differing), then write both."""
+        published = MilvusValues(target.uri, target.token, target.collection, writable=True, timeout_s=target.timeout_s)
+        installation = catalogue.get_meta("installation")
+        if installation is None:
+            installation = os.urandom(16).hex()
+            catalogue.put_meta("installation", installation)
+        owner = {"installation": installation, "host": socket.gethostname(), "data": str(self.paths.data)}
+        started = time.monotonic()
+        written, deleted = published.publish(catalogue.values.scan(PUBLISHED_PREFIXES), owner)
+        log.info(
+            "catalogue published to %s (%s): %d entries written, %d deleted, in %.1f s",
+            target.uri,
+            target.collection,
+            written,
+            deleted,
+            time.monotonic() - started,
+        )
+        catalogue.values = MirroredValues(catalogue.values, published)  # type: ignore[arg-type]
 
     def _start_milvus_lite(self, db_file: Path) -> str:
         with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
@@ -162,11 +209,38 @@ class StoreHost:
                 self._last_client = time.monotonic()
 
 
-def connect(settings: Settings) -> rpc.StoreClient:
-    """Connect to this installation's store host, starting it first when none runs (and again, should it die)."""
+class WebNodeStores:
+    """What a web node's processes get from `connect()`: the catalogue the indexing node publishes in Milvus,
+    the API counters in Redis, and the Milvus server; no store host, nothing of this machine's own."""
+
+    host_pid = None
+
+    def __init__(self, settings: Settings) -> None:
+        milvus = settings.milvus
+        self.vectors_uri = milvus.uri
+        collection = published_collection(milvus.collection)
+        self.catalogue = Catalogue(MilvusValues(milvus.uri, milvus.token, collection, timeout_s=milvus.timeout_s))
+        self.counters = RedisCounters(settings.stores.redis_url)
+
+    def close(self) -> None:
+        self.catalogue.close()
+        self.counters.close()
+
+
+Stores = rpc.StoreClient | WebNodeStores  # what connect() gives
+
+
+def connect(settings: Settings) -> Stores:
+    """The stores of this installation: on a web node, the shared ones; else a connection to the store host,
+    starting it first when none runs (and again, should it die), its counters in Redis when one is configured."""
+    if settings.web_node:
+        return WebNodeStores(settings)
     paths = HostPaths.of(settings.ensure_data_dir())
     conn, hello = _open(settings, paths)
-    return rpc.StoreClient(rpc.Connection(conn, hello, str(paths.log), reopen=lambda: _open(settings, paths)))
+    client = rpc.StoreClient(rpc.Connection(conn, hello, str(paths.log), reopen=lambda: _open(settings, paths)))
+    if settings.stores.redis_url:
+        client.counters = RedisCounters(settings.stores.redis_url)
+    return client
 
 
 def _open(settings: Settings, paths: HostPaths) -> tuple[Connection, dict]:
@@ -203,6 +277,8 @@ def _try_connect(paths: HostPaths) -> tuple[Connection, dict] | None:
 
 def _spawn_host(settings: Settings, paths: HostPaths) -> subprocess.Popen:
     milvus_file = "" if settings.milvus_server else str(Path(settings.milvus_uri).resolve())
+    milvus = settings.milvus
+    publish = ["--publish", milvus.uri, published_collection(milvus.collection)] if settings.milvus_server else []
     args = [
         sys.executable,
         "-m",
@@ -213,10 +289,14 @@ def _spawn_host(settings: Settings, paths: HostPaths) -> subprocess.Popen:
         milvus_file,
         "--idle",
         str(settings.stores.host_idle_s),
+        "--timeout",
+        str(milvus.timeout_s),
+        *publish,
     ]
     with open(paths.log, "ab") as log_file:
         return subprocess.Popen(
             args,
+            env={**os.environ, TOKEN_VARIABLE: milvus.token},
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
@@ -239,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the installation's data folder")
     parser.add_argument("--milvus-file", default="", help="Milvus Lite file to serve (empty: a Milvus server is used)")
     parser.add_argument("--idle", type=float, default=30.0, help="exit after this many seconds without clients")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds a Milvus call may take")
+    parser.add_argument(
+        "--publish", nargs=2, metavar=("URI", "COLLECTION"), help="publish the catalogue to this Milvus collection"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s host %(levelname)s %(message)s")
     paths = HostPaths.of(Path(args.data))
@@ -253,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("another store host owns %s", paths.data)
                 return 0
             time.sleep(0.1)
-    host = StoreHost(paths, args.milvus_file, args.idle)
+    publish = None
+    if args.publish:
+        publish = Publication(args.publish[0], os.environ.get(TOKEN_VARIABLE, ""), args.publish[1], args.timeout)
+    host = StoreHost(paths, args.milvus_file, args.idle, publish)
     try:
         host.open()
         host.serve()

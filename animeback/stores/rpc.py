@@ -18,7 +18,8 @@ from typing import Any
 
 from .. import errors
 from ..errors import AnimeBackError, StoreUnavailableError
-from .catalogue import EpisodeRecord, Repeat
+from .catalogue import Catalogue, EpisodeRecord, Repeat
+from .counters import CounterStore
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,11 @@ class RemoteCatalogue:
         self._call("clear")
 
 
+# What a process reads and writes the catalogue through: the host's (RemoteCatalogue), or one of its own (a web
+# node's published catalogue, the host itself).
+AnyCatalogue = Catalogue | RemoteCatalogue
+
+
 class RemoteCounters:
     """The API counters (stores/counters.py's Counters), shared by every client of the host."""
 
@@ -282,7 +288,7 @@ class StoreClient:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.catalogue = RemoteCatalogue(connection)
-        self.counters = RemoteCounters(connection)
+        self.counters: CounterStore = RemoteCounters(connection)
 
     @property
     def host_pid(self) -> int:
@@ -295,3 +301,6 @@ class StoreClient:
 
     def close(self) -> None:
         self.connection.close()
+        closing = getattr(self.counters, "close", None)  # counters of their own (Redis): their connections too
+        if closing is not None:
+            closing()

@@ -21,6 +21,26 @@ log = logging.getLogger(__name__)
 INSERT_BATCH = 1000  # Milvus Lite slows down sharply on larger insert batches
 
 
+def default_index_params(index_type: str, nlist: int, dim: int) -> dict:
+    """The build parameters of an index type, before milvus.params overrides them."""
+    if index_type in ("IVF_FLAT", "IVF_SQ8"):
+        return {"nlist": nlist}
+    if index_type == "IVF_PQ":  # m sub-vectors of 8 bits: dim / 4 bytes per vector, 1/16 of float32
+        return {"nlist": nlist, "m": max(1, dim // 16), "nbits": 8}
+    if index_type == "HNSW":
+        return {"M": 16, "efConstruction": 200}
+    return {}
+
+
+def default_search_params(index_type: str, nprobe: int) -> dict:
+    """The search parameters of an index type, before milvus.search_params overrides them."""
+    if index_type.startswith("IVF_"):
+        return {"nprobe": nprobe}
+    if index_type == "HNSW":
+        return {"ef": 128}
+    return {}
+
+
 @dataclass(frozen=True)
 class FrameSpan:
     """An indexed frame: its id, episode, series, time, and the span [start, end) of video it stands for."""
@@ -60,11 +80,19 @@ class VectorStore:
         dim: int,
         nlist: int = 128,
         nprobe: int = 16,
+        index_type: str = "IVF_FLAT",
+        params: dict | None = None,
+        search_params: dict | None = None,
+        timeout_s: float | None = None,
     ):
         """`uri` may be a callable: it is asked before every call, and a new answer (the store host restarted and
-        serves Milvus Lite on a new socket) reopens the client, and the collections, there."""
+        serves Milvus Lite on a new socket) reopens the client, and the collections, there. `params` and
+        `search_params` override the index type's defaults (index_params, search_params)."""
         self._uri_source: Callable[[], str] = uri if callable(uri) else (lambda: uri)
         self._token, self.collection, self.dim, self.nlist, self.nprobe = token, collection, dim, nlist, nprobe
+        self.index_type, self.timeout_s = index_type, timeout_s
+        self.index_params = {**default_index_params(index_type, nlist, dim), **(params or {})}
+        self._search_params = {**default_search_params(index_type, nprobe), **(search_params or {})}
         self._reopened: list[Callable[[Any], None]] = []
         self.uri = ""
         self._client: Any = None
@@ -73,7 +101,25 @@ class VectorStore:
     @classmethod
     def from_settings(cls, milvus: MilvusSettings, uri: str | Callable[[], str], dim: int) -> VectorStore:
         """The frame collection at uri (the configured server's, or the store host's Milvus Lite socket)."""
-        return cls(uri, milvus.token, milvus.collection, dim, milvus.nlist, milvus.nprobe)
+        return cls(
+            uri,
+            milvus.token,
+            milvus.collection,
+            dim,
+            milvus.nlist,
+            milvus.nprobe,
+            milvus.index_type,
+            milvus.params,
+            milvus.search_params,
+            milvus.timeout_s,
+        )
+
+    def search_params(self, limit: int) -> dict:
+        """Milvus's search parameters for `limit` results (HNSW must look at least `limit` candidates)."""
+        params = dict(self._search_params)
+        if self.index_type == "HNSW":
+            params["ef"] = max(int(params.get("ef", 0)), limit)
+        return params
 
     def _open(self, uri: str) -> None:
         with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
@@ -126,7 +172,7 @@ class VectorStore:
             schema.add_field("span_end", DataType.FLOAT)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
             index = client.prepare_index_params()
-            index.add_index("vector", index_type="IVF_FLAT", metric_type="IP", params={"nlist": self.nlist})
+            index.add_index("vector", index_type=self.index_type, metric_type="IP", params=self.index_params)
             client.create_collection(self.collection, schema=schema, index_params=index)
             self.stored_dim = self.dim
         client.load_collection(self.collection)
@@ -205,7 +251,8 @@ class VectorStore:
                 limit=limit,
                 filter=flt,
                 output_fields=["episode", "series", "time", "span_start", "span_end"],
-                search_params={"metric_type": "IP", "params": {"nprobe": self.nprobe}},
+                search_params={"metric_type": "IP", "params": self.search_params(limit)},
+                timeout=self.timeout_s,
                 # indexing (outside one episode) must see every episode written before; a query may lag a moment
                 consistency_level="Strong" if exclude_episode is not None else "Bounded",
             )

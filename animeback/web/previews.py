@@ -187,8 +187,8 @@ def render_still(video: Path, at: float, width: int, fmt: str, ffmpeg: str = "ff
 
 def preview_source(settings: Settings, record) -> Path:
     """The file previews are cut from: the episode's web preview, else the original file."""
-    if record.preview and (settings.data_path / record.preview).exists():
-        return settings.data_path / record.preview
+    if record.preview and settings.preview_path(record.preview).exists():
+        return settings.preview_path(record.preview)
     return settings.library_path / record.relpath
 
 

@@ -26,8 +26,8 @@ from ..errors import (
 from ..index import Index
 from ..query.search import Searcher
 from ..query.stills import StillStore
-from ..stores.host import connect
-from ..stores.rpc import RemoteCounters, StoreClient
+from ..stores.counters import CounterStore
+from ..stores.host import Stores, connect
 from .previews import PreviewCache, PreviewSigner
 
 log = logging.getLogger(__name__)
@@ -58,21 +58,21 @@ class Services:
         self._lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._index = index
-        self._store: StoreClient | None = index.store if index is not None else None
+        self._store: Stores | None = index.store if index is not None else None
         self._searcher: Searcher | None = None
         self._stills: StillStore | None = None
         self._queue = threading.BoundedSemaphore(settings.server.max_search_queue)
 
     @property
-    def store(self) -> StoreClient:
-        """The connection to the store host: the catalogue and the shared counters, without waiting for the model."""
+    def store(self) -> Stores:
+        """The stores (the store host, or a web node's shared ones): catalogue and counters, without the model."""
         with self._store_lock:
             if self._store is None:
                 self._store = connect(self.settings)
             return self._store
 
     @property
-    def counters(self) -> RemoteCounters:
+    def counters(self) -> CounterStore:
         """The API counters shared by every worker (quota, rate limit, concurrency)."""
         return self.store.counters
 

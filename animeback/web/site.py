@@ -7,6 +7,7 @@ import os
 from flask import Blueprint, jsonify, send_from_directory
 
 from ..config import PROJECT_ROOT
+from ..index import library_stats
 from ..stores import EpisodeRecord
 from .responses import anilist_info
 from .services import current_caller, services
@@ -117,7 +118,7 @@ def status():
     svc = services()
     current_caller()  # the rate limit of /search applies: /status walks the data folder
     index = svc.index
-    stats = index.catalogue.get_meta("stats") or index.refresh_stats()
+    stats = index.catalogue.get_meta("stats") or library_stats(index.catalogue)  # before the first process
     settings = svc.settings
     # Anyone may ask: no path, host name or address of the installation is given away.
     backend = "Milvus server" if settings.milvus_server else "Milvus Lite (embedded)"
