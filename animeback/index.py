@@ -76,7 +76,7 @@ class Index:
             # Milvus Lite lives in the store host; a restarted host serves it on a new socket, which the vector
             # store follows by asking the store client each time.
             uri = settings.milvus.uri if settings.milvus_server else (lambda: self.store.vectors_uri)
-            self.vectors = VectorStore.from_settings(settings.milvus, uri, self.embedder.dim)
+            self.vectors = VectorStore.from_settings(settings, uri, self.embedder.dim)
         except BaseException:
             self.store.close()
             raise

@@ -120,7 +120,6 @@ class Cluster:
     """Milvus, Redis, the indexing node's folders and config, and web nodes."""
 
     folder: Path
-    library_template: Path
     milvus: MilvusStandalone = field(init=False)
     redis: RedisServer = field(init=False)
     nodes: list[WebNode] = field(default_factory=list)
@@ -167,36 +166,40 @@ class Cluster:
             "api": {"keys": {QUOTA_KEY: {"id": "quota-user", "quota": 10}}},
         }
 
-    def add_episode(self, series: str, name: str) -> Path:
-        """Put one of the generated episodes into the indexing node's library."""
-        source = self.library_template / series / name
-        target = self.library / series / name
+    def add_episode(self, source: Path, series: str) -> Path:
+        """Put an episode file (and its series.json, when its folder has one) into the indexing node's library."""
+        target = self.library / series / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
-        if (self.library_template / series / "series.json").exists():
-            shutil.copy2(self.library_template / series / "series.json", target.parent / "series.json")
+        if (source.parent / "series.json").exists():
+            shutil.copy2(source.parent / "series.json", target.parent / "series.json")
         return target
 
     def process(self) -> subprocess.CompletedProcess:
         """`run.py process` on the indexing node."""
-        folder = self.folder / "indexer"
-        (folder / "config.json").write_text(json.dumps(self.indexer_config()))
-        (folder / "tmp").mkdir(exist_ok=True)
-        env = {**os.environ, "ANIMEBACK_CONFIG": str(folder / "config.json"), "TMPDIR": str(folder / "tmp")}
-        return subprocess.run(
-            [sys.executable, str(ROOT / "run.py"), "-q", "process"],
-            cwd=folder,
-            env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        return run_process(self.folder / "indexer", self.indexer_config())
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
         self.redis.stop()
         self.milvus.stop()
+
+
+def run_process(folder: Path, config: dict) -> subprocess.CompletedProcess:
+    """`run.py process` with this config, in this folder (its temp folder inside)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, "ANIMEBACK_CONFIG": str(folder / "config.json"), "TMPDIR": str(folder / "tmp")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-q", "process"],
+        cwd=folder,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def wait_until(check, timeout_s: float, interval_s: float = 0.2):

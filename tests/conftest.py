@@ -58,6 +58,29 @@ def library(tmp_path, library_template) -> Path:
 
 
 @pytest.fixture(scope="session")
+def standalone_milvus(tmp_path_factory):
+    """A real Milvus standalone (2.3.5, PyPI `milvus`), one per test session, in the tests' private network
+    namespace (tests/servers.py); each test that uses it makes collections of its own."""
+    from tests.servers import MilvusStandalone
+
+    server = MilvusStandalone(tmp_path_factory.mktemp("standalone")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["lite", "standalone"])
+def milvus_sections(request) -> dict:
+    """make_settings sections for where the vectors live: embedded Milvus Lite, or a real Milvus standalone (where
+    the catalogue is published too), so one test runs against both."""
+    if request.param == "lite":
+        return {}
+    import uuid
+
+    server = request.getfixturevalue("standalone_milvus")
+    return {"milvus": {"uri": server.uri, "collection": "t_" + uuid.uuid4().hex[:12]}}
+
+
+@pytest.fixture(scope="session")
 def embedder():
     """The real CNN + default PCA, loaded once for the whole session."""
     from animeback.model.embedder import Embedder

@@ -21,6 +21,15 @@ def in_private_network() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
+def process_running(pid: int) -> bool:
+    """Whether a process runs (a zombie, exited but not yet reaped by its starter, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:

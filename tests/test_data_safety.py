@@ -60,7 +60,9 @@ def test_removing_most_of_the_index_at_once_needs_allow_removal(library, tmp_pat
 
 
 @pytest.mark.slow  # indexes the library
-def test_odd_entries_are_reported_once_and_a_name_that_is_not_utf8_is_indexed_losslessly(library, tmp_path, embedder):
+def test_odd_entries_are_reported_once_and_a_name_that_is_not_utf8_is_indexed_losslessly(
+    library, tmp_path, embedder, milvus_sections
+):
     series = library / "101"
     (series / "folder 09.mp4").mkdir()
     (series / "gone 10.mp4").symlink_to(tmp_path / "nowhere.mp4")
@@ -70,7 +72,7 @@ def test_odd_entries_are_reported_once_and_a_name_that_is_not_utf8_is_indexed_lo
     odd_folder = library / os.fsdecode(b"s\xe9rie")
     odd_folder.mkdir()
     shutil.copy(series / LIBRARY[0][1], odd_folder / "ep 01.mp4")
-    with Index(make_settings(tmp_path, library), embedder) as index:
+    with Index(make_settings(tmp_path, library, **milvus_sections), embedder) as index:
         report = process_library(index, progress=False)
         assert (report.indexed, report.failed) == (len(LIBRARY) + 1, 4)
         messages = "\n".join(report.errors)
@@ -114,20 +116,28 @@ def test_failures_are_tried_again_once_their_cause_is_fixed(library, tmp_path, e
 
 
 @pytest.mark.slow  # indexes the library
-def test_previews_of_gone_episodes_and_interrupted_runs_are_deleted(library, tmp_path, embedder):
-    settings = make_settings(tmp_path, library)
+@pytest.mark.parametrize("media_dir", ["", "shared media"])
+def test_previews_of_gone_episodes_and_interrupted_runs_are_deleted(library, tmp_path, embedder, media_dir):
+    settings = make_settings(tmp_path, library, media_dir=str(tmp_path / media_dir) if media_dir else "")
+    previews = tmp_path / media_dir if media_dir else settings.data_path / PREVIEW_DIR
+    others = ["notes.txt", "12.mp4.bak", "cover.jpg"]  # a shared folder may hold other things: never ours to delete
+    if media_dir:
+        previews.mkdir()
+        for name in others:
+            (previews / name).write_bytes(b"someone else's")
     with Index(settings, embedder) as index:
         process_library(index, progress=False)
-        previews = settings.data_path / PREVIEW_DIR
         (previews / "99999.mp4").write_bytes(b"left by a removed episode")
         (previews / "7.mp4.part").write_bytes(b"left by a killed run")
         report = process_library(index, progress=False)
         assert report.previews_deleted == 2
         named = sorted(Path(r.preview).name for r in index.catalogue.episodes())
-        assert sorted(p.name for p in previews.iterdir()) == named
+        kept = sorted(others) if media_dir else []
+        assert sorted(p.name for p in previews.iterdir()) == sorted(named + kept)
+        assert not (settings.data_path / PREVIEW_DIR).exists() or not media_dir
         process_library(index, reindex=True, progress=False)  # a reindex leaves none of the old ones behind
         named = sorted(Path(r.preview).name for r in index.catalogue.episodes())
-        assert sorted(p.name for p in previews.iterdir()) == named and len(named) == len(LIBRARY)
+        assert sorted(p.name for p in previews.iterdir()) == sorted(named + kept) and len(named) == len(LIBRARY)
 
 
 def _race_for_key(path: str, start, out) -> None:

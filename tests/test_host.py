@@ -28,19 +28,14 @@ from animeback.stores.rpc import (
     exposed_methods,
 )
 from tests.conftest import make_settings
+from tests.servers import process_running
 
 
 def _settings(tmp_path: Path, idle_s: float = 3.0):
     return make_settings(tmp_path, tmp_path / "library", stores={"host_idle_s": idle_s})
 
 
-def _running(pid: int) -> bool:
-    """Whether a process runs (a zombie, exited but not yet reaped by its starter, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+_running = process_running
 
 
 def _wait_until(condition, timeout_s: float) -> bool:

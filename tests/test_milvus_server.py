@@ -3,50 +3,35 @@ uses. Each test runs against two servers: Milvus Lite's own gRPC server on loopb
 (2.3.5, the PyPI package `milvus`, pinned in requirements-dev.txt) started by the tests.
 
 A Milvus standalone listens on every interface: it is started only in a private network namespace with loopback
-alone, which `scripts/test.sh` runs the tests in (`unshare --net`)."""
+alone, which `scripts/test.sh` runs the tests in (`unshare --net`).
+
+With a server, the indexing node publishes its catalogue there for web nodes (stores/keyvalues.py): tested here
+against both servers; the whole several-node layout is tests/test_scale_out.py's."""
 
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
-import subprocess
-import time
 import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from animeback.config import updated
+from animeback.errors import AnimeBackError, WriteForbiddenError
 from animeback.index import Index
 from animeback.ingest.indexer import process_library
 from animeback.query.search import Searcher
 from animeback.sources.synthetic import grab_frame
 from animeback.stores import FrameRow, VectorStore
-from animeback.stores.catalogue import frame_id
+from animeback.stores.catalogue import Catalogue, frame_id
+from animeback.stores.host import connect
+from animeback.stores.keyvalues import MilvusValues, published_collection
+from tests.cluster import wait_until
 from tests.conftest import LIBRARY, make_settings
+from tests.servers import free_port, process_running, wait_for_milvus
 
 pytestmark = pytest.mark.slow  # Milvus servers and indexes of their own
-
-
-def _wait_for(uri: str, what: str, timeout_s: float = 60.0) -> None:
-    from pymilvus import MilvusClient
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            MilvusClient(uri=uri).close()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} did not answer at {uri} within {timeout_s:.0f} s") from None
-            time.sleep(0.3)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -56,41 +41,19 @@ def lite_server(tmp_path_factory) -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from milvus_lite.server import Server
-    port = _free_port()
+    port = free_port()
     server = Server(str(tmp_path_factory.mktemp("lite") / "served.db"), address=f"127.0.0.1:{port}")
     assert server.init() and server.start()
     uri = f"http://127.0.0.1:{port}"
-    _wait_for(uri, "Milvus Lite's server")
+    wait_for_milvus(uri, "Milvus Lite's server")
     yield uri
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def standalone_server(tmp_path_factory) -> Iterator[str]:
+@pytest.fixture
+def standalone_server(standalone_milvus) -> str:
     """A real Milvus standalone (embedded etcd, local storage, rocksmq), in this private network namespace."""
-    interfaces = [name for _, name in socket.if_nameindex()]
-    if interfaces != ["lo"]:
-        pytest.fail(
-            f"a Milvus standalone listens on every interface, and this network namespace has {interfaces}: "
-            "run the tests through scripts/test.sh (a private network namespace with loopback only)"
-        )
-    import milvus
-
-    server = milvus.MilvusServer()
-    server.set_base_dir(str(tmp_path_factory.mktemp("standalone")))
-    server.start()  # waits for its health endpoint
-    uri = f"http://127.0.0.1:{server.listen_port}"
-    _wait_for(uri, "the Milvus standalone")
-    yield uri
-    process = server.server_proc
-    process.send_signal(signal.SIGINT)  # Milvus's clean stop
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    server.server_proc = None
-    server.stop()  # closes its log files
+    return standalone_milvus.uri
 
 
 @pytest.fixture(params=["lite-server", "standalone"])
@@ -107,6 +70,8 @@ def test_index_and_search_through_a_milvus_uri(milvus_uri, library_template, tmp
     settings = make_settings(tmp_path, library_template, milvus={"uri": milvus_uri, **_collection(request.node.name)})
     with Index(settings, embedder) as index:
         assert index.vectors_uri == milvus_uri
+        # the default index on a server: HNSW, or IVF_FLAT where the server cannot build it (Milvus Lite's)
+        assert index.vectors.index_type == ("HNSW" if "standalone" in request.node.name else "IVF_FLAT")
         report = process_library(index, progress=False)
         assert report.indexed == len(LIBRARY)
         assert index.vectors.count() == index.catalogue.count_frames() == report.vectors_written
@@ -173,3 +138,85 @@ def test_a_repeated_episode_is_stored_once_and_milvus_is_repaired_from_the_frame
         assert (again.verified_missing, again.indexed) == (1, 1)
         assert index.vectors.count() == index.catalogue.count_frames()
         index.vectors.drop()
+
+
+def _soon(condition) -> bool:
+    """Whether condition() holds within 15 s: a web node reads with Bounded consistency, which sees the last writes
+    within Milvus's grace time (a few seconds)."""
+    return bool(wait_until(condition, 15)[0])
+
+
+def _web_node(settings):
+    """The same installation seen from a web node: the published catalogue, no store of its own."""
+    return updated(
+        settings,
+        data_dir=str(settings.data_path.parent / "web-node"),
+        stores={"catalogue": "milvus", "redis_url": "redis://127.0.0.1:1/0"},  # no counter is used here
+        server={"secret": "shared"},
+    )
+
+
+def test_a_web_node_reads_the_catalogue_the_indexing_node_published(milvus_uri, library, tmp_path, embedder, request):
+    series, name, _seed, _duration = LIBRARY[0]
+    shutil.copy(library / series / name, library / series / "[Sub] Show One - 09 [1080p].mp4")  # a repeat
+    settings = make_settings(tmp_path, library, milvus={"uri": milvus_uri, **_collection(request.node.name)})
+    odd = 'Ünïcödé "quoted" \\ 名前'
+    big = {"title": odd, "episodes": [{"number": i, "title": f"第{i}話 " + "とても長い題名" * 8} for i in range(1500)]}
+    with Index(settings, embedder) as index:
+        process_library(index, progress=False)
+        index.catalogue.put_series(odd, big)  # over Milvus's 64 KiB strings: published compressed
+        index.catalogue.assign_series_number(odd)
+        local = index.catalogue
+        web = connect(_web_node(settings))
+        try:
+            published = web.catalogue
+            assert _soon(lambda: list(published.episodes()) == list(local.episodes()))
+            assert published.get_series(odd) == big and published.get_series("101") == local.get_series("101")
+            assert published.numbered_series() == local.numbered_series()
+            assert published.series_with_number(local.series_number(odd)) == [odd]
+            assert published.get_meta("stats") == local.get_meta("stats") and published.get_meta("nothing") is None
+            ids = [r.id for r in local.episodes()]
+            assert published.repeats_touching(ids) == local.repeats_touching(ids) != []
+            with pytest.raises(WriteForbiddenError):
+                published.put_meta("stats", {})
+        finally:
+            web.close()
+        with Index(_web_node(settings), embedder) as node:  # a search through the web node
+            shot = grab_frame(library / series / name, 4.4, tmp_path / "q.png")
+            best = Searcher(node).search_bytes(shot.read_bytes()).matches[0]
+            assert best.filename == name and [o.filename for o in best.occurrences] == [
+                "[Sub] Show One - 09 [1080p].mp4"
+            ]
+            with pytest.raises(WriteForbiddenError, match="web node"), node.writing():
+                pass
+        index.vectors.drop()
+
+
+def test_the_published_catalogue_is_repaired_and_owned_by_one_indexing_node(milvus_uri, library, tmp_path, request):
+    settings = make_settings(tmp_path, library, milvus={"uri": milvus_uri, **_collection(request.node.name)})
+    collection = published_collection(settings.milvus.collection)
+    store = connect(settings)
+    store.catalogue.put_meta("kept", {"a": 1})
+    store.catalogue.put_meta("gone", 2)
+    pid = store.host_pid
+    store.close()
+    assert wait_until(lambda: not process_running(pid), 20)[0], "the host did not exit when idle"
+    # Behind the host's back (a crash between the two writes, a hand edit): Milvus lost one entry, holds a stray
+    published = MilvusValues(milvus_uri, "", collection, writable=True)
+    published.write({b"meta/kept": None, b"meta/stray": b"3"})
+    published.close()
+    store = connect(settings)  # the next host start publishes what differs
+    try:
+        web = Catalogue(MilvusValues(milvus_uri, "", collection))
+        metas = ("kept", "stray", "gone")
+        assert _soon(lambda: [web.get_meta(name) for name in metas] == [{"a": 1}, None, 2])
+        store.catalogue.put_meta("gone", None)
+        assert _soon(lambda: web.get_meta("gone") is None)
+        web.close()
+    finally:
+        store.close()
+    # A second indexing node (another data folder) pointed at the same index is refused: its repair would delete
+    # the first one's episodes.
+    other = updated(settings, data_dir=str(tmp_path / "other-indexer"))
+    with pytest.raises(AnimeBackError, match="written by another indexing node"):
+        connect(other)

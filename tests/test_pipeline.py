@@ -121,8 +121,8 @@ def test_series_filter_and_result_shape(indexed, library_template, tmp_path):
 
 
 @pytest.mark.slow
-def test_rerun_skips_changed_reindexes_and_deleted_removed(library, tmp_path, embedder):
-    settings = make_settings(tmp_path, library)
+def test_rerun_skips_changed_reindexes_and_deleted_removed(library, tmp_path, embedder, milvus_sections):
+    settings = make_settings(tmp_path, library, **milvus_sections)
     with Index(settings, embedder) as index:
         first = process_library(index, progress=False)
         assert first.indexed == 3
@@ -149,14 +149,14 @@ def test_rerun_skips_changed_reindexes_and_deleted_removed(library, tmp_path, em
 
 
 @pytest.mark.slow
-def test_bad_episodes_fail_alone_and_leave_the_index_consistent(library, tmp_path, embedder):
+def test_bad_episodes_fail_alone_and_leave_the_index_consistent(library, tmp_path, embedder, milvus_sections):
     series = library / "101"
     (series / "notes 04.mp4").write_text("this is not a video")
     (series / "empty 05.mp4").write_bytes(b"")
     good = (series / LIBRARY[0][1]).read_bytes()
     (series / "truncated 06.mkv").write_bytes(good[: len(good) // 3])
     shutil.copy(series / LIBRARY[0][1], series / "copy 07.avi")  # an mp4 with another extension still indexes
-    settings = make_settings(tmp_path, library)
+    settings = make_settings(tmp_path, library, **milvus_sections)
     with Index(settings, embedder) as index:
         report = process_library(index, progress=False)
         assert report.indexed == 4 and report.failed == 3

@@ -23,8 +23,8 @@ FIRST, SECOND, THIRD = LIBRARY  # (series, file name, seed, duration)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, library_template) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("scale-out"), library_template).start(web_nodes=2)
-    running.add_episode(FIRST[0], FIRST[1])
+    running = Cluster(tmp_path_factory.mktemp("scale-out")).start(web_nodes=2)
+    running.add_episode(library_template / FIRST[0] / FIRST[1], FIRST[0])
     out = running.process()
     assert out.returncode == 0, out.stderr
     for node in running.nodes:
@@ -36,11 +36,11 @@ def cluster(tmp_path_factory, library_template) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def shots(cluster, tmp_path_factory) -> dict[str, bytes]:
+def shots(library_template, tmp_path_factory) -> dict[str, bytes]:
     """A screenshot of each generated episode (PNG), at a moment inside it."""
     folder = tmp_path_factory.mktemp("shots")
     return {
-        name: grab_frame(cluster.library_template / series / name, 6.3, folder / f"{seed}.png").read_bytes()
+        name: grab_frame(library_template / series / name, 6.3, folder / f"{seed}.png").read_bytes()
         for series, name, seed, _ in LIBRARY
     }
 
@@ -60,9 +60,9 @@ def test_both_web_nodes_answer_from_the_one_index(cluster, shots):
         assert status == 200 and json.loads(body)["episodes"] == 1
 
 
-def test_an_episode_indexed_is_found_by_both_nodes_right_after_process(cluster, shots):
+def test_an_episode_indexed_is_found_by_both_nodes_right_after_process(cluster, shots, library_template):
     for series, name, _seed, _duration in (SECOND, THIRD):
-        cluster.add_episode(series, name)
+        cluster.add_episode(library_template / series / name, series)
     out = cluster.process()
     assert out.returncode == 0, out.stderr
     for node in cluster.nodes:

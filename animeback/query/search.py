@@ -271,9 +271,10 @@ class Searcher:
             # the holder's stretches include `pointer`, which covers the moved moment: this recursion is one deep
             return self._spread(match, records, links)
         places = {match.episode_id: match.place}
+        wanted = sorted({r.episode for r in repeats} - records.keys())
+        found = catalogue.get_episodes(wanted) if wanted else {}
+        records.update({episode_id: found.get(episode_id) for episode_id in wanted})
         for repeat in repeats:
-            if repeat.episode not in records:
-                records[repeat.episode] = catalogue.get_episode(repeat.episode)
             record = records[repeat.episode]
             if record is not None and record.status == EpisodeStatus.INDEXED and repeat.episode not in places:
                 places[repeat.episode] = shown_in(repeat, match.place, margin, record)
@@ -314,10 +315,10 @@ class Searcher:
         box = regions[best_variant].box
         groups = group_hits(hits, s.group_gap_s, s.span_tolerance, limit)
         matches = []
-        records: dict[int, EpisodeRecord | None] = {}
+        found = self.index.catalogue.get_episodes(sorted({best.episode for best, _, _ in groups})) if groups else {}
+        records: dict[int, EpisodeRecord | None] = dict(found)
         for best, lo, hi in groups:
-            record = records.get(best.episode) or self.index.catalogue.get_episode(best.episode)
-            records[best.episode] = record
+            record = found.get(best.episode)
             if record is None or record.status != EpisodeStatus.INDEXED:
                 continue  # an episode being removed or re-indexed right now
             margin = self._margin(record)

@@ -227,6 +227,15 @@ class Catalogue:
         raw = self._get(b"episode/%010d" % episode_id)
         return None if raw is None else EpisodeRecord(**json.loads(raw))
 
+    def get_episodes(self, episode_ids: list[int]) -> dict[int, EpisodeRecord]:
+        """The records of several episodes in one read (those that exist)."""
+        found = self.values.get_many([b"episode/%010d" % episode_id for episode_id in episode_ids])
+        return {
+            episode_id: EpisodeRecord(**json.loads(raw))
+            for episode_id, raw in zip(episode_ids, found, strict=True)
+            if raw
+        }
+
     def episodes(self) -> Iterator[EpisodeRecord]:
         for _, raw in self.values.scan([b"episode/"]):
             yield EpisodeRecord(**json.loads(raw))

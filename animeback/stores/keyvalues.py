@@ -14,6 +14,8 @@ import base64
 import contextlib
 import json
 import logging
+import threading
+import time
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
@@ -36,6 +38,10 @@ _GROUP_PARTS = {
     b"repeat-of": 2,
 }
 MAX_VALUE = 65535  # Milvus's longest VARCHAR
+# A web node reuses what it read for this long: every search reads the same few entries (the library's totals, the
+# episodes it matched) again; a Bounded read of Milvus may lag a write by its grace time (5 s) anyway.
+CACHE_S = 2.0
+CACHE_ENTRIES = 100_000  # past this many, the cache starts empty again
 OWNER_KEY = "owner"  # a row of the published collection only: which installation writes it
 BATCH = 500
 
@@ -121,6 +127,8 @@ class MilvusValues:
             warnings.simplefilter("ignore")
             from pymilvus import MilvusClient
         self.uri, self.collection, self.writable, self.timeout_s = uri, collection, writable, timeout_s
+        self._cache: dict[tuple, tuple[float, Any]] = {}  # (kind, what) -> (expiry, value): a web node's reads
+        self._cache_lock = threading.Lock()
         try:
             self.client = MilvusClient(uri=uri, token=token, timeout=timeout_s)
             self._ensure_collection()
@@ -171,11 +179,33 @@ class MilvusValues:
             )
         return sorted((bytes.fromhex(r["key"]), _decode_value(r["value"])) for r in rows if r["key"] != OWNER_KEY)
 
+    def _cached(self, what: tuple) -> tuple[bool, Any]:
+        with self._cache_lock:
+            hit = self._cache.get(what)
+        return (True, hit[1]) if hit is not None and hit[0] > time.monotonic() else (False, None)
+
+    def _remember(self, items: dict[tuple, Any]) -> None:
+        if self.writable:
+            return  # the indexing node's host reads Milvus only to publish: nothing to reuse
+        expiry = time.monotonic() + CACHE_S
+        with self._cache_lock:
+            if len(self._cache) > CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache.update({what: (expiry, value) for what, value in items.items()})
+
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
-        if not keys:
-            return []
-        found = dict(self._query(f"key in {json.dumps([k.hex() for k in keys])}"))
-        return [found.get(key) for key in keys]
+        known: dict[bytes, bytes | None] = {}
+        for key in keys:
+            hit, value = self._cached(("key", key))
+            if hit:
+                known[key] = value
+        wanted = [key for key in dict.fromkeys(keys) if key not in known]
+        if wanted:
+            found = dict(self._query(f"key in {json.dumps([k.hex() for k in wanted])}"))
+            loaded = {key: found.get(key) for key in wanted}
+            self._remember({("key", key): value for key, value in loaded.items()})
+            known.update(loaded)
+        return [known[key] for key in keys]
 
     def scan(self, prefixes: list[bytes]) -> list[tuple[bytes, bytes]]:
         """Every (key, value) under these prefixes (each a whole published group and its "/"), in key order."""
@@ -185,7 +215,13 @@ class MilvusValues:
             if group is None or group + b"/" != prefix:
                 raise AnimeBackError(f"{prefix!r} is not a published group of the catalogue")
             groups.append(group.hex())
-        return self._query(f"grp in {json.dumps(groups)}") if groups else []
+        if not groups:
+            return []
+        hit, value = self._cached(("scan", tuple(groups)))
+        if not hit:
+            value = self._query(f"grp in {json.dumps(groups)}")
+            self._remember({("scan", tuple(groups)): value})
+        return value
 
     def keys_between(self, start: bytes, stop: bytes) -> Iterator[bytes]:
         raise WriteForbiddenError("the frame map is the indexing node's own: run this on the indexing node")

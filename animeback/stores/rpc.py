@@ -173,6 +173,9 @@ class RemoteCatalogue:
     def get_episode(self, episode_id: int) -> EpisodeRecord | None:
         return self._call("get_episode", episode_id)
 
+    def get_episodes(self, episode_ids: list[int]) -> dict[int, EpisodeRecord]:
+        return self._call("get_episodes", episode_ids)
+
     def episodes(self) -> list[EpisodeRecord]:
         return self._call("episodes")
 

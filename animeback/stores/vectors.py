@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import MilvusSettings
+from ..config import Settings
 from ..errors import StoreUnavailableError
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
@@ -84,23 +84,27 @@ class VectorStore:
         params: dict | None = None,
         search_params: dict | None = None,
         timeout_s: float | None = None,
+        fallback_index_type: str | None = None,
     ):
         """`uri` may be a callable: it is asked before every call, and a new answer (the store host restarted and
         serves Milvus Lite on a new socket) reopens the client, and the collections, there. `params` and
-        `search_params` override the index type's defaults (index_params, search_params)."""
+        `search_params` override the index type's defaults. A new collection gets an index of `index_type` (or
+        `fallback_index_type` when the server cannot build that one); an existing one keeps its own, and is
+        searched with that type's parameters."""
         self._uri_source: Callable[[], str] = uri if callable(uri) else (lambda: uri)
         self._token, self.collection, self.dim, self.nlist, self.nprobe = token, collection, dim, nlist, nprobe
-        self.index_type, self.timeout_s = index_type, timeout_s
-        self.index_params = {**default_index_params(index_type, nlist, dim), **(params or {})}
-        self._search_params = {**default_search_params(index_type, nprobe), **(search_params or {})}
+        self.timeout_s, self.fallback_index_type = timeout_s, fallback_index_type
+        self._params, self._search_overrides = params or {}, search_params or {}
+        self._use_index_type(index_type)
         self._reopened: list[Callable[[Any], None]] = []
         self.uri = ""
         self._client: Any = None
         self._open(self._uri_source())
 
     @classmethod
-    def from_settings(cls, milvus: MilvusSettings, uri: str | Callable[[], str], dim: int) -> VectorStore:
+    def from_settings(cls, settings: Settings, uri: str | Callable[[], str], dim: int) -> VectorStore:
         """The frame collection at uri (the configured server's, or the store host's Milvus Lite socket)."""
+        milvus = settings.milvus
         return cls(
             uri,
             milvus.token,
@@ -108,10 +112,12 @@ class VectorStore:
             dim,
             milvus.nlist,
             milvus.nprobe,
-            milvus.index_type,
+            settings.milvus_index_type,
             milvus.params,
             milvus.search_params,
             milvus.timeout_s,
+            # the default server type, on a server that cannot build it (Milvus Lite's own gRPC server)
+            "IVF_FLAT" if not milvus.index_type else None,
         )
 
     def search_params(self, limit: int) -> dict:
@@ -147,6 +153,11 @@ class VectorStore:
             self._open(uri)
         return self._client
 
+    def _use_index_type(self, index_type: str) -> None:
+        self.index_type = index_type
+        self.index_params = {**default_index_params(index_type, self.nlist, self.dim), **self._params}
+        self._search_params = {**default_search_params(index_type, self.nprobe), **self._search_overrides}
+
     def on_reopen(self, callback: Callable[[Any], None]) -> None:
         """Call `callback` with the new client whenever it is reopened on a new Milvus (so that other collections
         are loaded there too)."""
@@ -162,6 +173,9 @@ class VectorStore:
             self.stored_dim = int(vector["params"]["dim"])
             if self.stored_dim != self.dim:
                 return  # vectors of another model: Index.check_model refuses to use them until a reindex drops them
+            built = client.describe_index(self.collection, "vector").get("index_type")
+            if built and built != self.index_type:
+                self._use_index_type(built)  # searched as what it is (a reindex builds the configured type)
         else:
             schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
@@ -171,11 +185,31 @@ class VectorStore:
             schema.add_field("span_start", DataType.FLOAT)
             schema.add_field("span_end", DataType.FLOAT)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-            index = client.prepare_index_params()
-            index.add_index("vector", index_type=self.index_type, metric_type="IP", params=self.index_params)
-            client.create_collection(self.collection, schema=schema, index_params=index)
+            self._create(schema)
             self.stored_dim = self.dim
         client.load_collection(self.collection)
+
+    def _create(self, schema: Any) -> None:
+        from pymilvus.exceptions import MilvusException
+
+        client = self._client
+        index = client.prepare_index_params()
+        index.add_index("vector", index_type=self.index_type, metric_type="IP", params=self.index_params)
+        try:
+            client.create_collection(self.collection, schema=schema, index_params=index)
+        except MilvusException as exc:
+            if self.fallback_index_type is None or "index" not in str(exc.message).lower():
+                raise
+            log.info(
+                "Milvus at %s cannot build %s (%s): building %s",
+                self.uri,
+                self.index_type,
+                exc.message,
+                self.fallback_index_type,
+            )
+            client.drop_collection(self.collection)  # created, its index refused
+            self._use_index_type(self.fallback_index_type)
+            self._create(schema)
 
     def insert(self, rows: list[FrameRow]) -> None:
         """Insert frame rows (in batches Milvus handles well)."""
@@ -256,7 +290,7 @@ class VectorStore:
                 # indexing (outside one episode) must see every episode written before; a query may lag a moment
                 consistency_level="Strong" if exclude_episode is not None else "Bounded",
             )
-        except MilvusException as exc:  # the usual cause: a Milvus that went away with its store host
+        except MilvusException as exc:  # the usual cause: a Milvus that went away (with its store host)
             raise StoreUnavailableError(
                 f"Milvus did not answer the search ({exc.message or type(exc).__name__})"
             ) from None
