@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers import MilvusStandalone, RedisServer, free_port
+from tests.servers import MilvusStandalone, RedisServer, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "one-preview-secret-for-every-node"
@@ -97,11 +97,8 @@ class WebNode:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            process = self.process
+            stop_process(process, 60, kill=lambda: os.killpg(process.pid, signal.SIGKILL))
             self.process = None
 
     def search(self, image: bytes, key: str | None = None) -> tuple[int, dict, float]:

@@ -21,6 +21,16 @@ def in_private_network() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float, kill=None) -> None:
+    """Ask a process to stop (SIGTERM) and wait for it; past timeout_s, kill it (with `kill`, when given)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        (kill or process.kill)()
+        process.wait()
+
+
 def process_running(pid: int) -> bool:
     """Whether a process runs (a zombie, exited but not yet reaped by its starter, does not)."""
     try:
@@ -180,10 +190,5 @@ class RedisServer:
     def stop(self) -> None:
         """Stop it cleanly (SIGTERM: Redis writes its files and exits)."""
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, 30)
             self.process = None

@@ -52,6 +52,21 @@ def test_config_path_from_environment(tmp_path):
         ('{"log_level": "LOUD"}', "'log_level' must be one of"),
         ('{"library_dir": ', "is not valid JSON"),
         ("[1, 2]", "must hold a JSON object"),
+        ('{"milvus": {"index_type": "HNSW"}}', "'milvus.index_type' 'HNSW' needs a Milvus server"),
+        ('{"milvus": {"params": {"nlist": [1]}}}', "'milvus.params' must map parameter names to numbers"),
+        ('{"stores": {"redis_url": "10.0.0.5:6379"}}', "'stores.redis_url' must be a Redis URL"),
+        (
+            '{"stores": {"catalogue": "milvus"}}',
+            "a web node (stores.catalogue \"milvus\") needs config key 'milvus.uri'",
+        ),
+        (
+            '{"stores": {"catalogue": "milvus"}, "milvus": {"uri": "http://m:19530"}, "server": {"secret": "s"}}',
+            "needs config key 'stores.redis_url'",
+        ),
+        (
+            '{"stores": {"catalogue": "milvus", "redis_url": "redis://r:6379/0"}, "milvus": {"uri": "http://m:19530"}}',
+            "needs config key 'server.secret'",
+        ),
     ],
 )
 def test_bad_config_values_are_named(tmp_path, content, message):
@@ -65,3 +80,11 @@ def test_bad_config_values_are_named(tmp_path, content, message):
 def test_bad_environment_value_is_named(tmp_path):
     with pytest.raises(ConfigError, match="'server.port' must be int"):
         load_settings(tmp_path / "absent.json", {"ANIMEBACK_SERVER__PORT": "eighty"})
+
+
+def test_a_redis_url_is_a_secret_in_errors(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"stores": {"redis_url": ["redis://:hunter2@r:6379/0"]}}))  # may hold a password
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, {})
+    assert "'stores.redis_url' must be str" in err.value.message and "hunter2" not in err.value.message

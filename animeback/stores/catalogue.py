@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexBusyError
-from .keyvalues import KeyValues, LevelDBValues, MilvusValues, MirroredValues, Writes
+from .keyvalues import KeyValues, LevelDBValues, Writes
 
 _FRAME = struct.Struct(">Qddd")  # episode, time, span start, span end
 FRAME_ID_BITS = 22  # frame id = episode id << 22 | region << 19 | sample index: deterministic, so a retry
@@ -130,8 +130,8 @@ class Catalogue:
         self.values = values
 
     @classmethod
-    def open_local(cls, path: Path, published: MilvusValues | None = None) -> Catalogue:
-        """The indexing node's catalogue in LevelDB at path, its published keys written to Milvus too when given."""
+    def open_local(cls, path: Path) -> Catalogue:
+        """The indexing node's catalogue in LevelDB at path (the store host publishes it: keyvalues.MirroredValues)."""
         import plyvel
 
         path.mkdir(parents=True, exist_ok=True)
@@ -141,8 +141,7 @@ class Catalogue:
             if "lock" in str(exc).lower():
                 raise IndexBusyError(f"the catalogue {path} is in use by another AnimeBack process") from None
             raise
-        local = LevelDBValues(db)
-        return cls(local if published is None else MirroredValues(local, published))
+        return cls(LevelDBValues(db))
 
     def _get(self, key: bytes) -> bytes | None:
         return self.values.get_many([key])[0]

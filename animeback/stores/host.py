@@ -131,7 +131,7 @@ class StoreHost:
             deleted,
             time.monotonic() - started,
         )
-        catalogue.values = MirroredValues(catalogue.values, published)  # type: ignore[arg-type]
+        catalogue.values = MirroredValues(catalogue.values, published)
 
     def _start_milvus_lite(self, db_file: Path) -> str:
         with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources

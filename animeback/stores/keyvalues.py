@@ -289,7 +289,7 @@ class MirroredValues:
     """The indexing node's store with every write of a published key made in Milvus too, Milvus first: a failed
     publish leaves LevelDB as it was, and the next start of the store host publishes whatever differs."""
 
-    def __init__(self, local: LevelDBValues, published: MilvusValues) -> None:
+    def __init__(self, local: KeyValues, published: MilvusValues) -> None:
         self.local, self.published = local, published
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
