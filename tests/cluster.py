@@ -117,7 +117,7 @@ class Cluster:
     """Milvus, Redis, the indexing node's folders and config, and web nodes."""
 
     folder: Path
-    milvus: MilvusStandalone = field(init=False)
+    milvus: MilvusStandalone | None = None  # a running one to use, else one of its own
     redis: RedisServer = field(init=False)
     nodes: list[WebNode] = field(default_factory=list)
 
@@ -125,12 +125,14 @@ class Cluster:
         self.media = self.folder / "shared-media"
         self.media.mkdir(parents=True)
         self.library = self.folder / "indexer" / "library"
-        self.milvus = MilvusStandalone(self.folder / "milvus")
+        self._own_milvus = self.milvus is None
+        self.milvus = self.milvus or MilvusStandalone(self.folder / "milvus")
         self.redis = RedisServer(self.folder / "redis")
         self.collection = "scale_out_" + uuid.uuid4().hex[:8]
 
     def start(self, web_nodes: int = 2, workers: int = 1) -> Cluster:
-        self.milvus.start()
+        if self._own_milvus:
+            self.milvus.start()
         self.redis.start()
         self.library.mkdir(parents=True)
         for index in range(web_nodes):
@@ -180,7 +182,8 @@ class Cluster:
         for node in self.nodes:
             node.stop()
         self.redis.stop()
-        self.milvus.stop()
+        if self._own_milvus:
+            self.milvus.stop()
 
 
 def run_process(folder: Path, config: dict) -> subprocess.CompletedProcess:

@@ -69,7 +69,7 @@ def standalone_milvus(tmp_path_factory):
 
 
 @pytest.fixture(params=["lite", "standalone"])
-def milvus_sections(request) -> dict:
+def milvus_sections(request):
     """make_settings sections for where the vectors live: embedded Milvus Lite, or a real Milvus standalone (where
     the catalogue is published too), so one test runs against both."""
     if request.param == "lite":
@@ -77,7 +77,18 @@ def milvus_sections(request) -> dict:
     import uuid
 
     server = request.getfixturevalue("standalone_milvus")
-    return {"milvus": {"uri": server.uri, "collection": "t_" + uuid.uuid4().hex[:12]}}
+    yield {"milvus": {"uri": server.uri, "collection": "t_" + uuid.uuid4().hex[:12]}}
+    drop_all_collections(server.uri)
+
+
+def drop_all_collections(uri: str) -> None:
+    """Leave a shared Milvus standalone empty for the next test (a restarted Milvus reloads every loaded one)."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    for name in client.list_collections():
+        client.drop_collection(name)
+    client.close()
 
 
 @pytest.fixture(scope="session")

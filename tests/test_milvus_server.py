@@ -28,7 +28,7 @@ from animeback.stores.catalogue import Catalogue, frame_id
 from animeback.stores.host import connect
 from animeback.stores.keyvalues import MilvusValues, published_collection
 from tests.cluster import wait_until
-from tests.conftest import LIBRARY, make_settings
+from tests.conftest import LIBRARY, drop_all_collections, make_settings
 from tests.servers import free_port, process_running, wait_for_milvus
 
 pytestmark = pytest.mark.slow  # Milvus servers and indexes of their own
@@ -51,9 +51,10 @@ def lite_server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture
-def standalone_server(standalone_milvus) -> str:
+def standalone_server(standalone_milvus) -> Iterator[str]:
     """A real Milvus standalone (embedded etcd, local storage, rocksmq), in this private network namespace."""
-    return standalone_milvus.uri
+    yield standalone_milvus.uri
+    drop_all_collections(standalone_milvus.uri)
 
 
 @pytest.fixture(params=["lite-server", "standalone"])
