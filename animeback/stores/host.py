@@ -40,23 +40,13 @@ from ..keys import read_or_create_key
 from . import rpc
 from .catalogue import Catalogue
 from .counters import Counters
-from .keyvalues import MilvusValues, MirroredValues, published_collection
+from .keyvalues import PUBLISHED_PREFIXES, MilvusValues, MirroredValues, published_collection
 from .redis_counters import RedisCounters
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 TOKEN_VARIABLE = "ANIMEBACK_HOST_MILVUS_TOKEN"  # how the host gets the Milvus token (not on its command line)
-# What the indexing node publishes for web nodes: every key of these groups (stores/keyvalues.py)
-PUBLISHED_PREFIXES = [
-    b"meta/",
-    b"series/",
-    b"series-number/",
-    b"series-by-number/",
-    b"episode/",
-    b"repeat/",
-    b"repeat-of/",
-]
 LOCK_WAIT_S = 10.0  # a host that is stopping still holds the lock for a moment
 
 
@@ -212,8 +202,6 @@ class StoreHost:
 class WebNodeStores:
     """What a web node's processes get from `connect()`: the catalogue the indexing node publishes in Milvus,
     the API counters in Redis, and the Milvus server; no store host, nothing of this machine's own."""
-
-    host_pid = None
 
     def __init__(self, settings: Settings) -> None:
         milvus = settings.milvus

@@ -37,6 +37,8 @@ _GROUP_PARTS = {
     b"repeat": 2,
     b"repeat-of": 2,
 }
+# Every key under these prefixes is published (what the store host copies to Milvus when it starts)
+PUBLISHED_PREFIXES = [head + b"/" for head in _GROUP_PARTS]
 MAX_VALUE = 65535  # Milvus's longest VARCHAR
 # A web node reuses what it read for this long: every search reads the same few entries (the library's totals, the
 # episodes it matched) again; a Bounded read of Milvus may lag a write by its grace time (5 s) anyway.
