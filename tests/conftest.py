@@ -73,7 +73,8 @@ def milvus_sections(request):
     """make_settings sections for where the vectors live: embedded Milvus Lite, or a real Milvus standalone (where
     the catalogue is published too), so one test runs against both."""
     if request.param == "lite":
-        return {}
+        yield {}
+        return
     import uuid
 
     server = request.getfixturevalue("standalone_milvus")
