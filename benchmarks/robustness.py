@@ -1,7 +1,7 @@
 """Robust search: top-1 at the 1% false-match threshold, per distortion, for AnimeBack and a colour-layout baseline.
 
     .venv/bin/python benchmarks/robustness.py [--queries 20] [--seed 7] [--holdout tom_and_jerry_trap_happy.mp4] \
-        [--model models/animeback-v2] [--compare-repeats] [--no-halves]
+        [--model models/animeback-v2] [--compare-repeats] [--no-halves] [--also-with search.confident=1.0]
 
 Same protocol as accuracy.py (seeded query times per clip, correct = right file and `at` within 1 s or the true
 time inside from..to), with the distortions people really post (benchmarks/common.py ROBUST_DISTORTIONS). For
@@ -18,6 +18,7 @@ before and after storing repeated sequences once); --no-halves leaves out the ha
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -71,6 +72,13 @@ def main() -> None:
         help="also measure the default with repeats.enabled off (the clips are one series: nothing should change)",
     )
     parser.add_argument("--no-halves", action="store_true", help="leave out the half-frame entries' index")
+    parser.add_argument(
+        "--also-with",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also measure the default with this setting (a JSON value), e.g. search.confident=1.0; repeatable",
+    )
     args = parser.parse_args()
     clips = shared_clips()
     holdout = [c for c in clips if c.name == args.holdout]
@@ -88,6 +96,9 @@ def main() -> None:
         embedders["imagenet-no-repeats"] = (None, {"repeats.enabled": False})
     if not args.no_halves:
         embedders["imagenet+halves"] = (None, {"features.half_frames": True})
+    for change in args.also_with:
+        key, _, value = change.partition("=")
+        embedders[f"imagenet {change}"] = (None, {key: json.loads(value)})
     for folder in args.model:
         embedders[folder.name] = (Embedder.from_settings(updated(settings, features={"model": str(folder)})), {})
     results, methods = {}, {}

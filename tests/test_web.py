@@ -398,3 +398,34 @@ def test_series_lists_the_library_with_ids_titles_and_episode_status(client, ind
     other = by_folder["Other Show"]
     assert other["anilist"] == index.catalogue.series_number("Other Show") and other["link"] is None
     assert client.get("/favicon.ico").mimetype == "image/x-icon"
+
+
+def test_a_confident_match_is_answered_from_the_picture_alone_and_a_flipped_one_searches_the_mirror(indexed, tmp_path):
+    import dataclasses
+
+    from animeback.query.search import Searcher
+
+    index, _ = indexed
+    image, at = _frame(index.settings.library_path, tmp_path, at=2.39, suffix=".png")
+    rgb = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+    searcher = Searcher(index)
+
+    def answer(outcome):
+        best = outcome.matches[0]
+        return best.filename == LIBRARY[0][1] and abs(best.at - at) <= 1.5, best.similarity
+
+    plain = searcher.search(rgb, cut_borders=True)
+    right, similarity = answer(plain)
+    # one CNN image, no window or screen detection: the picture as sent is already a confident match
+    assert right and similarity >= searcher.settings.confident and plain.variants == ["full"]
+    mirrored = np.ascontiguousarray(rgb[:, ::-1])
+    default = searcher.settings
+    searcher.settings = dataclasses.replace(default, mirror=False)
+    as_sent = answer(searcher.search(mirrored, cut_borders=True))
+    # Below `confident`, the mirror image (and any window or screen) is searched too.
+    searcher.settings = dataclasses.replace(default, confident=min(1.0, as_sent[1] + 0.01))
+    flipped = searcher.search(mirrored, cut_borders=True)
+    assert flipped.variants[:2] == ["full", "flipped"] and answer(flipped)[0]
+    searcher.settings = dataclasses.replace(default, confident=1.0)  # every region, every time
+    every = searcher.search(rgb, cut_borders=True)
+    assert answer(every) == (True, similarity) and every.variants[:2] == ["full", "flipped"]

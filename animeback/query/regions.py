@@ -222,20 +222,42 @@ def query_regions(
     often posted flipped); with cut_borders, the picture found inside black borders, inside a player window or
     page (a rectangle of one of `aspects`), and seen at an angle in a photo of a screen (when they differ from
     what is listed)."""
+    first = first_regions(rgb, cut_borders)
+    return first + further_regions(rgb, first, cut_borders, mirror, aspects)
+
+
+def first_regions(rgb: np.ndarray, cut_borders: bool) -> list[QueryRegion]:
+    """The parts of a query searched first: the whole image and, with cut_borders, the picture inside black
+    borders (found in a fraction of a millisecond)."""
     h, w = rgb.shape[:2]
-    whole = Box(0, 0, w, h)
-    regions = [QueryRegion("full", whole, rgb)]
-    if mirror:
-        regions.append(QueryRegion("flipped", whole, np.ascontiguousarray(rgb[:, ::-1])))
+    regions = [QueryRegion("full", Box(0, 0, w, h), rgb)]
     if cut_borders:
         found = content_box(rgb)
         if is_cropped(found, rgb.shape):
             regions.append(QueryRegion("borders_cut", found, found.crop(rgb)))
+    return regions
+
+
+def further_regions(
+    rgb: np.ndarray,
+    listed: list[QueryRegion],
+    cut_borders: bool,
+    mirror: bool = True,
+    aspects: tuple[float, ...] = VIDEO_ASPECTS,
+) -> list[QueryRegion]:
+    """The parts of a query searched when the first ones found no confident match: with mirror, the whole image
+    flipped; with cut_borders, the picture inside a player window or page, and seen at an angle in a photo of a
+    screen (finding those costs several milliseconds), when they differ from what is listed."""
+    h, w = rgb.shape[:2]
+    regions = []
+    if mirror:
+        regions.append(QueryRegion("flipped", Box(0, 0, w, h), np.ascontiguousarray(rgb[:, ::-1])))
+    if cut_borders:
         for window in find_windows(rgb, aspects):
             # A film shown in a player keeps its own black bars inside the window.
             inner = content_box(window.crop(rgb))
             window = Box(window.x + inner.x, window.y + inner.y, inner.w, inner.h)
-            if all(boxes_differ(window, r.box) for r in regions):
+            if all(boxes_differ(window, r.box) for r in [*listed, *regions]):
                 regions.append(QueryRegion("window", window, window.crop(rgb)))
         corners = find_screen(rgb)
         if corners is not None:

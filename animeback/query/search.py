@@ -15,7 +15,7 @@ from ..stores import EpisodeRecord, EpisodeStatus, Hit, Repeat, SegmentKind
 from ..stores.catalogue import whole_frame_id
 from ..stores.rpc import AnyCatalogue
 from .decode import decode_query
-from .regions import query_regions, window_aspects
+from .regions import QueryRegion, first_regions, further_regions, window_aspects
 
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
 AT_TIE = 0.005
@@ -80,6 +80,11 @@ class SearchOutcome:
     box: Box | None = None
     variants: list[str] = field(default_factory=list)
     uninformative: bool = False  # the picture is one flat tone (black, a fade, a blank card): nothing to match
+
+
+def informative(regions: list[QueryRegion]) -> list[QueryRegion]:
+    """The regions that show something (not one flat tone, which would match any blank frame alike)."""
+    return [r for r in regions if not is_uninformative(r.pixels)]
 
 
 def group_hits(hits: list[Hit], gap: float, tolerance: float, limit: int) -> list[tuple[Hit, float, float]]:
@@ -282,6 +287,14 @@ class Searcher:
         kinds = [r.kind for r in repeats]
         return match.moved_to(first, segment=max(set(kinds), key=kinds.count), occurrences=others)
 
+    def _search_regions(self, regions: list[QueryRegion], series: Sequence[str] | None) -> list[list[Hit]]:
+        """The nearest frames of each region's picture."""
+        if not regions:
+            return []
+        vectors = self.index.embedder.embed(np.stack([to_model_input(r.pixels) for r in regions]))
+        # With half-frame entries a frame has several; ask for as many more, so as many frames are seen.
+        return self.index.vectors.search(vectors, self.settings.candidates * self.vectors_per_frame, series)
+
     def search_bytes(self, data: bytes, **options) -> SearchOutcome:
         """Decode and search query bytes."""
         query = decode_query(self.index.settings.search, data)
@@ -303,12 +316,15 @@ class Searcher:
         limit = min(limit or s.max_results, s.max_results)
         stats = self.index.catalogue.get_meta("stats") or {}
         aspects = window_aspects(stats.get("aspects", ()))
-        regions = [r for r in query_regions(rgb, cut_borders, s.mirror, aspects) if not is_uninformative(r.pixels)]
+        regions = informative(first_regions(rgb, cut_borders))
+        per_variant = self._search_regions(regions, series)
+        if max((h.similarity for hits in per_variant for h in hits[:1]), default=0.0) < s.confident:
+            # Not the picture as sent: maybe a mirror image, or a picture inside a window or a photo of a screen.
+            further = informative(further_regions(rgb, regions, cut_borders, s.mirror, aspects))
+            regions += further
+            per_variant += self._search_regions(further, series)
         if not regions:  # any blank frame would match any other: no answer is better than a random one
             return SearchOutcome(stats.get("vectors", 0), [], None, [], uninformative=True)
-        vectors = self.index.embedder.embed(np.stack([to_model_input(r.pixels) for r in regions]))
-        # With half-frame entries a frame has several; ask for as many more, so as many frames are seen.
-        per_variant = self.index.vectors.search(vectors, s.candidates * self.vectors_per_frame, series)
         hits = merge_variant_hits(per_variant)
         # The region reported is the one whose vector found the best match.
         best_variant = max(range(len(regions)), key=lambda i: max((h.similarity for h in per_variant[i]), default=-1))
