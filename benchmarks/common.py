@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import os
 import subprocess
 import sys
@@ -36,6 +38,23 @@ def settings_for(workdir: Path, library: Path, **overrides) -> Settings:
         else:
             changes[name] = value
     return updated(Settings(base_dir=workdir), **changes)
+
+
+def setting_change(text: str) -> tuple[str, object]:
+    """A `section.key=VALUE` command-line argument (VALUE in JSON) as (key, value), for argparse's `type`."""
+    key, sep, value = text.partition("=")
+    try:
+        if not (sep and key):
+            raise ValueError(text)
+        return key, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected section.key=VALUE (VALUE in JSON), got {text!r}") from None
+
+
+def add_setting_option(parser, flag: str, help: str) -> None:
+    """A repeatable `flag section.key=VALUE` option (a setting changed for a configuration measured beside the
+    default)."""
+    parser.add_argument(flag, action="append", default=[], type=setting_change, metavar="KEY=VALUE", help=help)
 
 
 def link_library(library: Path, clips: list[Path], series: str = "clips") -> None:

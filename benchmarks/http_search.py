@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import ROBUST_DISTORTIONS, ROOT, grab_rgb, link_library, percentile, shared_clips
+from common import ROBUST_DISTORTIONS, ROOT, add_setting_option, grab_rgb, link_library, percentile, shared_clips
 from PIL import Image
 
 from animeback.ingest.media import probe
@@ -164,12 +164,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="concurrent runs per server (interleaved)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--robust", action="store_true", help="send the robustness benchmark's distorted screenshots")
-    parser.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a second server with this setting changed (a JSON value, e.g. search.confident=1.0); repeatable",
+    add_setting_option(
+        parser, "--compare", "a second server with this setting changed (e.g. search.confident=1.0); repeatable"
     )
     args = parser.parse_args()
     clips = shared_clips()
@@ -181,10 +177,9 @@ def main() -> None:
         configs = {"A": base}
         if args.compare:
             changed = json.loads(json.dumps(base))
-            for change in args.compare:
-                key, _, value = change.partition("=")
+            for key, value in args.compare:
                 section, _, name = key.rpartition(".")
-                (changed.setdefault(section, {}) if section else changed)[name] = json.loads(value)
+                (changed.setdefault(section, {}) if section else changed)[name] = value
             configs["B"] = changed
         for name, config in configs.items():
             (tmp / f"{name}.json").write_text(json.dumps(config))
@@ -215,7 +210,8 @@ def main() -> None:
                 server.stop()
     print(f"gunicorn -w {args.workers} on {os.cpu_count()} cores; {len(clips)} clips indexed")
     for server in servers:
-        label = server.name + (" (" + ", ".join(args.compare) + ")" if server.name == "B" else " (as configured)")
+        changes = ", ".join(f"{key}={json.dumps(value)}" for key, value in args.compare)
+        label = server.name + (f" ({changes})" if server.name == "B" else " (as configured)")
         print(f"{label}: ready in {server.ready_s:.1f} s")
         print(
             f"  sequential: {len(server.sequential)} searches, p50 {percentile(server.sequential, 50):.1f} ms, "

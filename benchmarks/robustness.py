@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from accuracy import build, describe_blanks, query_frames
 from colour_layout import ColourLayoutIndex
-from common import ROBUST_DISTORTIONS, ROOT, percentile, shared_clips
+from common import ROBUST_DISTORTIONS, ROOT, add_setting_option, percentile, shared_clips
 
 from animeback.config import Settings, updated
 from animeback.model.embedder import Embedder
@@ -72,12 +72,8 @@ def main() -> None:
         help="also measure the default with repeats.enabled off (the clips are one series: nothing should change)",
     )
     parser.add_argument("--no-halves", action="store_true", help="leave out the half-frame entries' index")
-    parser.add_argument(
-        "--also-with",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="also measure the default with this setting (a JSON value), e.g. search.confident=1.0; repeatable",
+    add_setting_option(
+        parser, "--also-with", "also measure the default with this setting (e.g. search.confident=1.0); repeatable"
     )
     args = parser.parse_args()
     clips = shared_clips()
@@ -96,9 +92,8 @@ def main() -> None:
         embedders["imagenet-no-repeats"] = (None, {"repeats.enabled": False})
     if not args.no_halves:
         embedders["imagenet+halves"] = (None, {"features.half_frames": True})
-    for change in args.also_with:
-        key, _, value = change.partition("=")
-        embedders[f"imagenet {change}"] = (None, {key: json.loads(value)})
+    for key, value in args.also_with:
+        embedders[f"imagenet {key}={json.dumps(value)}"] = (None, {key: value})
     for folder in args.model:
         embedders[folder.name] = (Embedder.from_settings(updated(settings, features={"model": str(folder)})), {})
     results, methods = {}, {}
