@@ -428,4 +428,4 @@ def test_a_confident_match_is_answered_from_the_picture_alone_and_a_flipped_one_
     assert flipped.variants[:2] == ["full", "flipped"] and answer(flipped)[0]
     searcher.settings = dataclasses.replace(default, confident=1.0)  # every region, every time
     every = searcher.search(rgb, cut_borders=True)
-    assert answer(every) == (True, similarity) and every.variants[:2] == ["full", "flipped"]
+    assert answer(every)[0] and answer(every)[1] >= similarity and every.variants[:2] == ["full", "flipped"]
