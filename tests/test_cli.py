@@ -116,6 +116,18 @@ def test_a_bad_config_under_gunicorn_is_one_line_too(tmp_path):
     ], out.stderr
 
 
+def test_process_shows_each_episode_and_the_whole_run_with_its_eta(tmp_path, library_template):
+    out = run_cli(["process"], tmp_path, {"ANIMEBACK_LIBRARY_DIR": str(library_template)})
+    assert out.returncode == 0, out.stderr
+    bars = out.stderr.replace("\r", "\n").splitlines()
+    run_lines = [line for line in bars if line.startswith("episodes ") and "for the run]" in line]
+    done = [line.split()[1] for line in run_lines]
+    assert done[0] == f"0/{len(LIBRARY)}" and done[-1] == f"{len(LIBRARY)}/{len(LIBRARY)}", run_lines
+    assert "100%" in run_lines[-1]
+    # and each episode's own bar, in seconds of video
+    assert any(LIBRARY[0][1][-30:] in line and f"/{LIBRARY[0][3]:.0f} s" in line for line in bars)
+
+
 @pytest.mark.slow
 def test_process_search_and_bad_queries(tmp_path, library_template):
     env = {"ANIMEBACK_LIBRARY_DIR": str(library_template)}

@@ -493,39 +493,55 @@ def _index_files(
 ) -> None:
     """Index the files of `todo` in turn; an episode removed with one that changed joins it, to be indexed again."""
     planned = {f.relpath for f in todo}
-    for position, file in enumerate(todo, 1):
-        previous = records.get(file.relpath)
-        try:
-            digest = content_hash(file.path)
-        except OSError as exc:
-            _fail(index, report, file, "", f"{file.path}: cannot read ({exc.strerror or exc})", environmental=True)
-            continue
-        if previous and previous.status == EpisodeStatus.INDEXED and previous.content_hash == digest:
-            previous.size, previous.mtime_ns = file.size, file.mtime_ns  # touched, not changed
-            index.catalogue.put_episode(previous)
-            report.skipped += 1
-            continue
-        if previous and previous.status == EpisodeStatus.INDEXED:
-            log.info("re-indexing %s (content changed)", file.relpath)
-            for linked in _remove_episode(index, previous):
-                records.pop(linked.relpath, None)
-                if linked.relpath in on_disk and all(f.relpath != linked.relpath for f in todo[position:]):
-                    todo.append(on_disk[linked.relpath])  # this loop reaches it: indexed again in this run
-                    report.skipped -= linked.relpath not in planned  # counted as unchanged before
-                    planned.add(linked.relpath)
-        log.info("[%d/%d] indexing %s", position, len(todo), file.relpath)
-        try:
-            record = worker.run(file, digest)
-        except MediaError as exc:
-            _fail(index, report, file, digest, exc.message, exc.environmental)
-            continue
-        if previous and previous.status == EpisodeStatus.FAILED:
-            index.catalogue.delete_episode(previous.id)  # its cause is history now: `status` no longer lists it
-        report.indexed += 1
-        report.video_seconds += record.duration
-        report.frames_sampled += record.frames_sampled
-        report.frames_kept += record.frames_kept
-        report.vectors_written += record.vectors
+    # The whole run's bar, over the files' bytes (their durations are known only once each is opened): its ETA
+    # assumes the rest index at the rate of those done so far.
+    run_bar = tqdm(
+        total=sum(f.size for f in todo),
+        disable=not worker.progress or len(todo) < 2,
+        bar_format="{desc} {bar} {percentage:3.0f}% [{elapsed}<{remaining} for the run]",
+        desc=f"episodes 0/{len(todo)}",
+    )
+    with run_bar:
+        for position, file in enumerate(todo, 1):
+            try:
+                previous = records.get(file.relpath)
+                try:
+                    digest = content_hash(file.path)
+                except OSError as exc:
+                    _fail(
+                        index, report, file, "", f"{file.path}: cannot read ({exc.strerror or exc})", environmental=True
+                    )
+                    continue
+                if previous and previous.status == EpisodeStatus.INDEXED and previous.content_hash == digest:
+                    previous.size, previous.mtime_ns = file.size, file.mtime_ns  # touched, not changed
+                    index.catalogue.put_episode(previous)
+                    report.skipped += 1
+                    continue
+                if previous and previous.status == EpisodeStatus.INDEXED:
+                    log.info("re-indexing %s (content changed)", file.relpath)
+                    for linked in _remove_episode(index, previous):
+                        records.pop(linked.relpath, None)
+                        if linked.relpath in on_disk and all(f.relpath != linked.relpath for f in todo[position:]):
+                            todo.append(on_disk[linked.relpath])  # this loop reaches it: indexed again in this run
+                            report.skipped -= linked.relpath not in planned  # counted as unchanged before
+                            planned.add(linked.relpath)
+                log.info("[%d/%d] indexing %s", position, len(todo), file.relpath)
+                try:
+                    record = worker.run(file, digest)
+                except MediaError as exc:
+                    _fail(index, report, file, digest, exc.message, exc.environmental)
+                    continue
+                if previous and previous.status == EpisodeStatus.FAILED:
+                    index.catalogue.delete_episode(previous.id)  # its cause is history now: `status` no longer lists it
+                report.indexed += 1
+                report.video_seconds += record.duration
+                report.frames_sampled += record.frames_sampled
+                report.frames_kept += record.frames_kept
+                report.vectors_written += record.vectors
+            finally:
+                run_bar.total = sum(f.size for f in todo)  # an episode linked to a changed one may have joined
+                run_bar.set_description_str(f"episodes {position}/{len(todo)}", refresh=False)
+                run_bar.update(file.size)
 
 
 def _unchanged(record: EpisodeRecord | None, file: EpisodeFile, first_backoff_s: float) -> bool:
