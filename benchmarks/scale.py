@@ -320,7 +320,7 @@ def jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def measure(args, config: Path, port_payloads, plan, holdout: str, rows: int) -> dict:
+def measure(args, config: Path, port_payloads, holdout: str, rows: int) -> dict:
     """Start the web stack cold, measure it, stop it."""
     payloads, keys = port_payloads
     port = free_port()
@@ -482,7 +482,7 @@ def main() -> None:
                 host = stack_processes(config)
             build_s = time.monotonic() - started
             wait_for_exit(host, 60)  # the store host goes idle: the next start is cold
-            result = {**measure(args, config, (payloads, keys), plan, args.holdout, rows), "build_s": round(build_s)}
+            result = {**measure(args, config, (payloads, keys), args.holdout, rows), "build_s": round(build_s)}
             print(json.dumps(result), flush=True)
             if args.json:
                 with args.json.open("a") as out:
