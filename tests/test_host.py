@@ -38,6 +38,12 @@ def _settings(tmp_path: Path, idle_s: float = 3.0):
 _running = process_running
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of a process is stopped (state T in /proc)."""
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    return all((task / "stat").read_text().rsplit(")", 1)[1].split()[0] in "tT" for task in tasks)
+
+
 def _wait_until(condition, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -170,10 +176,12 @@ def test_a_host_killed_mid_call_gives_a_clean_503_and_the_next_call_heals(tmp_pa
             outcome["error"] = exc
 
     os.kill(pid, signal.SIGSTOP)  # the host receives the call but cannot answer it...
+    # ...once every thread of it has stopped (a signal takes effect a moment after kill returns)
+    assert _wait_until(lambda: _all_threads_stopped(pid), 10)
     caller = threading.Thread(target=call)
     caller.start()
     time.sleep(0.5)
-    assert caller.is_alive() and not outcome
+    assert caller.is_alive() and not outcome, outcome
     os.kill(pid, signal.SIGKILL)  # ...and dies in the middle of it
     caller.join(10)
     error = outcome.get("error")
