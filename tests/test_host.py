@@ -195,3 +195,34 @@ def test_a_host_killed_mid_call_gives_a_clean_503_and_the_next_call_heals(tmp_pa
     finally:
         fresh.close()
         store.close()
+
+
+def test_a_call_interrupted_while_waiting_leaves_no_answer_for_the_next(tmp_path):
+    settings = _settings(tmp_path)
+    store = connect(settings)
+    pid = store.host_pid
+    store.catalogue.put_meta("answer", 1)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupted
+
+    os.kill(pid, signal.SIGSTOP)
+    assert _wait_until(lambda: _all_threads_stopped(pid), 10)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)  # as Ctrl-C would, while the call waits for its answer
+    try:
+        with pytest.raises(Interrupted):
+            store.catalogue.get_meta("answer")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        os.kill(pid, signal.SIGCONT)
+    try:
+        # the host answers the interrupted call (1) once it runs again: that answer must not be this call's
+        assert store.catalogue.episodes() == []
+        assert store.catalogue.get_meta("answer") == 1 and store.host_pid == pid
+    finally:
+        store.close()

@@ -75,6 +75,9 @@ class Connection:
                 self._drop()
                 self._reconnect()
                 self._send_or_fail(request)
+            except BaseException:
+                self._drop()  # interrupted part-way: the host may hold half a request on this connection
+                raise
             try:
                 status, value = self._conn.recv()
             except (EOFError, OSError) as exc:
@@ -82,6 +85,11 @@ class Connection:
                 # again; the caller gets a clean error, and the next call connects again.
                 self._drop()
                 raise self._lost(exc) from None
+            except BaseException:
+                # Interrupted (Ctrl-C, a stopping `watch`) before the answer was read: left unread, it would be
+                # taken for the answer to the next call, so the next call starts on a new connection.
+                self._drop()
+                raise
         if status == "ok":
             return value
         raise decode_error(value)
