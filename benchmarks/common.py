@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -55,6 +56,33 @@ def add_setting_option(parser, flag: str, help: str) -> None:
     """A repeatable `flag section.key=VALUE` option (a setting changed for a configuration measured beside the
     default)."""
     parser.add_argument(flag, action="append", default=[], type=setting_change, metavar="KEY=VALUE", help=help)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_search(port: int, body: bytes, timeout: float = 300) -> tuple[int, float, dict]:
+    """POST a JPEG to a local server's /search?cutBorders: its status, the milliseconds it took, its JSON body
+    ({} when the body is not JSON)."""
+    import http.client
+
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    connection.request("POST", "/search?cutBorders", body=body, headers={"Content-Type": "image/jpeg"})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    ms = (time.perf_counter() - started) * 1000
+    try:
+        return response.status, ms, json.loads(data)
+    except ValueError:
+        return response.status, ms, {}
 
 
 def link_library(library: Path, clips: list[Path], series: str = "clips") -> None:

@@ -17,11 +17,9 @@ for --rounds rounds; the figures are medians over rounds with their range.
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,26 +30,20 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import ROBUST_DISTORTIONS, ROOT, add_setting_option, grab_rgb, link_library, percentile, shared_clips
+from common import (
+    ROBUST_DISTORTIONS,
+    ROOT,
+    add_setting_option,
+    free_port,
+    grab_rgb,
+    link_library,
+    percentile,
+    post_search,
+    shared_clips,
+)
 from PIL import Image
 
 from animeback.ingest.media import probe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(port: int, body: bytes) -> tuple[int, float]:
-    started = time.perf_counter()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    connection.request("POST", "/search?cutBorders", body=body, headers={"Content-Type": "image/jpeg"})
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    return response.status, (time.perf_counter() - started) * 1000
 
 
 def _rss_mib(pid: int) -> float:
@@ -91,7 +83,7 @@ class Server:
     """One gunicorn serving the index with a config of its own."""
 
     def __init__(self, name: str, config: Path, workers: int):
-        self.name, self.config, self.port = name, config, _free_port()
+        self.name, self.config, self.port = name, config, free_port()
         env = {**os.environ, "ANIMEBACK_CONFIG": str(config), "TF_CPP_MIN_LOG_LEVEL": "2"}
         started = time.monotonic()
         self.process = subprocess.Popen(
@@ -133,7 +125,7 @@ def _load(server: Server, payloads: list[bytes], clients: int, total: int) -> No
 
     def client(offset: int) -> None:
         for i in range(offset, total, clients):
-            status, ms = _post(server.port, payloads[i % len(payloads)])
+            status, ms, _ = post_search(server.port, payloads[i % len(payloads)])
             with lock:
                 done.append((status, ms))
 
@@ -189,10 +181,10 @@ def main() -> None:
         try:
             for server in servers:
                 for data in payloads[: 4 * args.workers]:
-                    _post(server.port, data)  # every worker warm (loaded model, compiled call)
+                    post_search(server.port, data)  # every worker warm (loaded model, compiled call)
             for i in range(args.queries):
                 for server in servers if i % 2 == 0 else servers[::-1]:
-                    status, ms = _post(server.port, payloads[i % len(payloads)])
+                    status, ms, _ = post_search(server.port, payloads[i % len(payloads)])
                     assert status == 200, status
                     server.sequential.append(ms)
             store = _store_processes(tmp / "data")

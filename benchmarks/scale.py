@@ -30,7 +30,6 @@ the catalogue apart). `--json` appends one JSON object per size.
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
 import os
@@ -44,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 from accuracy import query_frames
-from common import ROBUST_DISTORTIONS, ROOT, link_library, percentile, shared_clips
+from common import ROBUST_DISTORTIONS, ROOT, free_port, link_library, percentile, post_search, shared_clips
 from PIL import Image
 
 from animeback.config import load_settings, updated
@@ -257,28 +256,6 @@ class MemorySampler:
         return (*self.peak, self.count)
 
 
-def post(port: int, body: bytes) -> tuple[int, float, dict]:
-    started = time.perf_counter()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    connection.request("POST", "/search?cutBorders", body=body, headers={"Content-Type": "image/jpeg"})
-    response = connection.getresponse()
-    data = response.read()
-    connection.close()
-    ms = (time.perf_counter() - started) * 1000
-    try:
-        return response.status, ms, json.loads(data)
-    except ValueError:
-        return response.status, ms, {}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_exit(pids: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
@@ -291,7 +268,7 @@ def load(port: int, payloads: list[bytes], clients: int, total: int) -> dict:
 
     def client(offset: int) -> None:
         for i in range(offset, total, clients):
-            status, ms, _ = post(port, payloads[i % len(payloads)])
+            status, ms, _ = post_search(port, payloads[i % len(payloads)])
             with lock:
                 done.append((status, ms))
 
@@ -337,7 +314,7 @@ def measure(args, config: Path, port_payloads, holdout: str, rows: int) -> dict:
     try:
         while True:
             try:
-                status, _, _ = post(port, payloads[0])
+                status, _, _ = post_search(port, payloads[0])
                 if status == 200:
                     break
             except OSError:
@@ -347,10 +324,10 @@ def measure(args, config: Path, port_payloads, holdout: str, rows: int) -> dict:
             time.sleep(0.3)
         cold_s = time.monotonic() - started
         for body in payloads[: 4 * args.workers]:
-            post(port, body)  # every worker's model loaded and its call compiled
+            post_search(port, body)  # every worker's model loaded and its call compiled
         latencies, answers = [], []
         for body in payloads:
-            status, ms, answer = post(port, body)
+            status, ms, answer = post_search(port, body)
             if status != 200:
                 sys.exit(f"search answered {status}: {answer}")
             latencies.append(ms)
