@@ -82,6 +82,7 @@ class SearchSettings:
     cut_borders: bool = True
     mirror: bool = True
     confident: float = 0.9
+    refine: int = 1
     max_image_bytes: int = 25 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     min_image_side: int = 16
@@ -239,6 +240,7 @@ _LIMITS: dict[str, Any] = {
     "search.group_gap_s": (0.0, 3600.0),
     "search.span_tolerance": (0.0, 1.0),
     "search.confident": (0.0, 1.0),
+    "search.refine": (0, 100),
     "search.max_image_bytes": (1024, 1 << 31),
     # PIL refuses to open more than twice its MAX_IMAGE_PIXELS (89,478,485): the highest limit we can honour
     "search.max_image_pixels": (1, 178_956_970),

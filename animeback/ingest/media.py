@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 MIN_DECODED_SHARE = 0.9
 _BORDER_PROBE_WIDTH = 160
 _MP4_AUDIO = ("aac", "mp3")
+_FALLBACK_FPS = 24  # frames per second assumed of a video whose rate ffprobe does not know
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,10 @@ class FrameSampler:
                 "animation",
                 "-crf",
                 str(s.preview_crf),
+                # A keyframe every second: a search's exact moment (query/refine.py) and a preview clip decode
+                # from the keyframe before their start, at most one second of frames (3-7% larger previews).
+                "-g",
+                str(max(1, round(self.info.fps or _FALLBACK_FPS))),
             ]
             # Audio browsers play in mp4 is copied (free); anything else is encoded to AAC (~2% of decode time).
             cmd += (

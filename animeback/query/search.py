@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from ..config import SearchSettings
 from ..imaging import Box, is_cropped, is_uninformative
 from ..index import Index
 from ..model.pixels import to_model_input
@@ -15,8 +17,12 @@ from ..stores import EpisodeRecord, EpisodeStatus, Hit, Repeat, SegmentKind
 from ..stores.catalogue import whole_frame_id
 from ..stores.rpc import AnyCatalogue
 from .decode import decode_query
+from .refine import Crop, Moment, find_moment
 from .regions import QueryRegion, first_regions, further_regions, window_aspects
 
+# Scenes less similar than this get no exact moment: the default model's 1% false-match threshold is 0.75
+# (benchmarks/robustness.py), so below it a match is more likely another picture than the query's.
+REFINE_MIN_SIMILARITY = 0.75
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
 AT_TIE = 0.005
 
@@ -220,10 +226,11 @@ class _RepeatLinks:
 class Searcher:
     """Answers queries against an opened Index."""
 
-    def __init__(self, index: Index):
+    def __init__(self, index: Index, settings: SearchSettings | None = None):
+        """A searcher of the index, with its installation's search settings unless others are given."""
         index.check_model()  # once, not per query: the model of an open index does not change under it
         self.index = index
-        self.settings = index.settings.search
+        self.settings = settings or index.settings.search
         self.vectors_per_frame = index.parameters().vectors_per_frame
 
     def series_folders(self, series: str) -> list[str]:
@@ -286,6 +293,29 @@ class Searcher:
         first, *others = sorted(places.values(), key=episode_order)
         kinds = [r.kind for r in repeats]
         return match.moved_to(first, segment=max(set(kinds), key=kinds.count), occurrences=others)
+
+    def _frames_source(self, record: EpisodeRecord) -> Path | None:
+        """The video whose frames give a scene's exact moment: the episode's preview, else its own file."""
+        settings = self.index.settings
+        for video in (
+            settings.preview_path(record.preview) if record.preview else None,
+            settings.library_path / record.relpath,
+        ):
+            if video is not None and video.is_file():
+                return video
+        return None
+
+    def _exact_moment(self, match: SceneMatch, record: EpisodeRecord, picture: np.ndarray) -> Moment | None:
+        """The frame on screen and the span showing the same picture, for a scene search found (None: keep the
+        stored frames' moment, for a video that cannot be read or a picture that cannot be placed on it)."""
+        video = self._frames_source(record)
+        if video is None:
+            return None
+        crop = None
+        if record.crop and record.width and record.height:
+            x, y, w, h = record.crop
+            crop = Crop(x / record.width, y / record.height, w / record.width, h / record.height)
+        return find_moment(video, crop, picture, match.at, match.start, match.end)
 
     def _search_regions(self, regions: list[QueryRegion], series: Sequence[str] | None) -> list[list[Hit]]:
         """The nearest frames of each region's picture."""
@@ -351,6 +381,16 @@ class Searcher:
                     float(np.clip(best.similarity, 0.0, 1.0)),
                 )
             )
+        picture = regions[best_variant].pixels
+        for i, match in enumerate(matches[: s.refine]):
+            if match.similarity < REFINE_MIN_SIMILARITY:
+                continue  # most likely a false match: decoding its frames would cost the most and give nothing
+            record = found[match.episode_id]
+            moment_found = self._exact_moment(match, record, picture)
+            if moment_found is not None:
+                matches[i] = dataclasses.replace(
+                    match, at=moment_found.at, start=moment_found.start, end=moment_found.end
+                )
         links = _RepeatLinks(self.index.catalogue, (m.episode_id for m in matches))
         matches = _distinct(self._spread(m, records, links) for m in matches)
         numbers = self.index.catalogue.series_numbers(sorted({m.series_id for m in matches})) if matches else {}

@@ -1,0 +1,342 @@
+"""The exact moment: after search has found a scene, compare the query with every frame around it, decoded at
+full frame rate from the episode's preview, and report the frame on screen and the span that shows the same
+picture.
+
+The index holds a few frames per second, and near-duplicates only once with the span they cover, so a scene's
+stored frames place a moment to within a second or more. Frames of one scene differ by motion, not content, so
+plain pixels tell them apart once the query is laid over the frame: the query's grey picture, taken as the whole
+frame (or, failing that, placed as a mild crop of the frame search matched), scores every decoded frame by
+normalised cross-correlation. Decoding runs in this process (PyAV): starting an ffmpeg program costs more
+than the whole refinement.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Decoded frames are compared this wide: motion between neighbouring frames shows, and a second of frames
+# compares in a millisecond.
+REFINE_WIDTH = 160
+# A query this poorly matched by its best placement is not the scene's picture seen plainly: the search's own
+# moment is kept.
+MIN_PLACEMENT_SCORE = 0.5
+# Decoded frames scoring within this of the best show the same picture (a still shot's frames score within
+# about 0.001 of each other through the preview's compression; a moving shot's neighbours differ by more).
+SAME_PICTURE = 0.004
+# The best frame must score this well to be taken for the query's (clean, recompressed, tinted or subtitled
+# queries of their own frame score 0.9-1.0); below it the stored frames' moment is kept.
+ACCEPT_SCORE = 0.9
+CROP_ACCEPT_SCORE = 0.95
+_PASSES = 3  # placements on the best frame so far, until the place found no longer moves
+# The query may be a crop: it is tried at these shares of the frame's size (its shape kept), then finer around
+# the best. Mild crops only (down to about 85% of the frame's side): a smaller crop finds a likeness on many
+# frames of a pan or zoom, and placed freely it moved right answers to wrong moments (benchmarks/README.md).
+_PLACEMENT_SCALES = (1.0, 0.9)
+_FINE_STEPS = (-0.06, -0.03, 0.03, 0.06)
+# Decoded first: this far either side of search's moment. The frame search matched is the nearest stored one, a
+# third of a second apart at the default sampling; a still or slow shot stored as one frame may reach further,
+# and the window then grows towards the better frames.
+WINDOW_S = 0.35
+MAX_REACH_S = 2.0
+UNSURE_REACH_S = 1.0
+_DECODER_DELAY = 8  # frames: H.264's reordering delay is at most a few
+
+
+@dataclass(frozen=True)
+class Moment:
+    """The frame on screen (`at`) and the span showing the same picture (`start`..`end`), in seconds."""
+
+    at: float
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The picture inside a video's black bars, as shares of its width and height."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+class FrameReader:
+    """Grey frames of a video, REFINE_WIDTH wide, inside its black bars, decoded in this process (PyAV)."""
+
+    def __init__(self, video: Path, crop: Crop | None):
+        self.container = av.open(str(video))
+        if not self.container.streams.video:
+            self.container.close()
+            raise ValueError("no video stream")
+        self.stream = self.container.streams.video[0]
+        # One decoding thread: a search's worker is one of several, and a thread pool costs more than it saves here.
+        self.stream.thread_count = 1
+        self.time_base = float(self.stream.time_base or 0) or 1 / 90000
+        self.origin = self.stream.start_time or 0
+        rate = float(self.stream.average_rate or 0)
+        self.frame_s = 1.0 / rate if 1.0 <= rate <= 240.0 else 1.0 / 24
+        self.crop = crop
+        self._decoded: Iterator[av.VideoFrame] | None = None
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.close()
+
+    def read(self, start: float, end: float) -> tuple[list[float], list[np.ndarray]]:
+        """The frames shown from `start` to `end` (seconds), with their times."""
+        self.container.seek(self.origin + int(max(0.0, start) / self.time_base), stream=self.stream, backward=True)
+        self._decoded = self.container.decode(self.stream)
+        # From the keyframe to `start`, frames no other frame refers to need not be decoded at all.
+        self.stream.codec_context.skip_frame = "NONREF"
+        return self.read_on(end, after=start - self.frame_s / 2)
+
+    def read_on(self, end: float, after: float = -1.0) -> tuple[list[float], list[np.ndarray]]:
+        """The frames after the last one read (or after `after`) up to `end`."""
+        times: list[float] = []
+        frames: list[np.ndarray] = []
+        for frame in self._decoded or ():
+            if frame.pts is None:
+                continue
+            t = (frame.pts - self.origin) * self.time_base
+            if t < after - _DECODER_DELAY * self.frame_s:
+                continue  # decoded from the keyframe before the stretch asked for
+            # Every frame again, a few frames early: frames already in the decoder's reordering queue were skipped.
+            self.stream.codec_context.skip_frame = "DEFAULT"
+            if t < after:
+                continue
+            times.append(t)
+            frames.append(self._grey(frame))
+            if t >= end:
+                break
+        return times, frames
+
+    def _grey(self, frame: av.VideoFrame) -> np.ndarray:
+        # The luma plane as it is: converting to RGB first costs three times the decoding.
+        plane = frame.planes[0]
+        luma = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+        if self.crop:
+            c, (h, w) = self.crop, luma.shape
+            x, y = round(c.x * w), round(c.y * h)
+            luma = luma[y : y + max(1, round(c.h * h)), x : x + max(1, round(c.w * w))]
+        h, w = luma.shape
+        size = (REFINE_WIDTH, max(2, round(REFINE_WIDTH * h / w)))
+        return cv2.resize(np.ascontiguousarray(luma), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def grey_query(query_rgb: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """The query in grey at the largest size that fits a decoded frame (its shape kept): its templates are
+    shrunk from this, never from the full-size picture."""
+    fh, fw = frame_shape[:2]
+    qh, qw = query_rgb.shape[:2]
+    fit = min(fw / qw, fh / qh)
+    size = (max(1, min(fw, round(qw * fit))), max(1, min(fh, round(qh * fit))))
+    small = cv2.resize(np.ascontiguousarray(query_rgb), size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the query lies on a frame: its grey template at a share `scale` of the largest size that fits, its
+    top-left corner, and how well it fits there."""
+
+    score: float
+    scale: float
+    x: int
+    y: int
+    template: np.ndarray
+
+
+def place_query(query: np.ndarray, frame: np.ndarray, near_scale: float | None = None) -> Placement | None:
+    """The best placement of the grey query (grey_query) on a grey frame, taken as the whole frame or as a crop of
+    it; near_scale tries only sizes around that one. None when the query is one flat tone."""
+
+    def tried(scale: float) -> Placement | None:
+        h, w = query.shape
+        tw, th = round(w * scale), round(h * scale)
+        if tw < 16 or th < 16 or scale > 1.0:
+            return None
+        template = query if scale == 1.0 else cv2.resize(query, (tw, th), interpolation=cv2.INTER_AREA)
+        if template.std() < 1.0:
+            return None
+        _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(frame, template, cv2.TM_CCOEFF_NORMED))
+        return Placement(float(score), scale, int(x), int(y), template)
+
+    scales = _PLACEMENT_SCALES if near_scale is None else (near_scale,)
+    found = [p for scale in scales if (p := tried(scale)) is not None]
+    if not found:
+        return None
+    best = max(found, key=lambda p: p.score)
+    for step in _FINE_STEPS:
+        p = tried(round(best.scale + step, 3))
+        if p is not None and p.score > best.score:
+            best = p
+    return best
+
+
+def correlations(frames: list[np.ndarray], placement: Placement) -> np.ndarray:
+    """Normalised cross-correlation of the placed template with each grey frame's patch under it."""
+    th, tw = placement.template.shape
+    x, y = placement.x, placement.y
+    template = placement.template - placement.template.mean()
+    template /= max(float(np.linalg.norm(template)), 1e-6)
+    scores = np.zeros(len(frames), np.float32)
+    for i, frame in enumerate(frames):
+        patch = frame[y : y + th, x : x + tw]
+        patch = patch - patch.mean()
+        norm = float(np.linalg.norm(patch))
+        scores[i] = float(np.vdot(patch, template)) / norm if norm > 1e-6 else 0.0
+    return scores
+
+
+def _same_run(scores: np.ndarray, best: int) -> tuple[int, int]:
+    """The first and last index of the frames around `best` scoring within SAME_PICTURE of it."""
+    same = scores >= scores[best] - SAME_PICTURE
+    first = last = best
+    while first > 0 and same[first - 1]:
+        first -= 1
+    while last < len(scores) - 1 and same[last + 1]:
+        last += 1
+    return first, last
+
+
+class _Frames:
+    """The frames read so far around search's moment, read further on demand within the scene's reach."""
+
+    def __init__(self, reader: FrameReader, near: float, lo: float, hi: float):
+        self.reader, self.near = reader, near
+        self.reach_lo, self.reach_hi = max(lo, near - MAX_REACH_S), min(hi, near + MAX_REACH_S)
+        self.times, self.frames = reader.read(max(lo, near - WINDOW_S), min(hi, near + WINDOW_S))
+        self.at_end = True  # the decoder is just past the last frame held (not after a seek back)
+
+    def nearest(self) -> int:
+        return int(np.argmin(np.abs(np.asarray(self.times) - self.near)))
+
+    def scores(self, placement: Placement) -> np.ndarray:
+        """Every frame's score under the placement, frames read further while the best is at an end of those
+        held (the better ones lie beyond) or is no plain likeness (the query's frame lies further away)."""
+        reader, half = self.reader, self.reader.frame_s / 2
+        scores = correlations(self.frames, placement)
+        while True:
+            best = int(np.argmax(scores))
+            unsure = scores[best] < ACCEPT_SCORE
+            # No likeness yet: read on only within UNSURE_REACH_S, since a false match would read the most.
+            lo_limit = max(self.reach_lo, self.near - UNSURE_REACH_S) if unsure else self.reach_lo
+            hi_limit = min(self.reach_hi, self.near + UNSURE_REACH_S) if unsure else self.reach_hi
+            later = (best == len(scores) - 1 or unsure) and self.times[-1] < hi_limit - half
+            earlier = (best == 0 or unsure) and self.times[0] > lo_limit + half
+            if later and earlier:  # unsure: the nearer side first
+                later = self.times[-1] - self.near <= self.near - self.times[0]
+            if not (later or earlier):
+                return scores
+            if later:
+                until = min(hi_limit, self.times[-1] + 2 * WINDOW_S)
+                if self.at_end:
+                    times, frames = reader.read_on(until)
+                else:
+                    times, frames = reader.read(self.times[-1] + reader.frame_s, until)
+            else:
+                times, frames = reader.read(max(lo_limit, self.times[0] - 2 * WINDOW_S), self.times[0] - half)
+                kept = [i for i, t in enumerate(times) if t < self.times[0] - half]
+                times, frames = [times[i] for i in kept], [frames[i] for i in kept]
+            self.at_end = later
+            if not frames:  # the video ends (or starts) before the scene's reach: nothing more on this side
+                if later:
+                    self.reach_hi = self.times[-1]
+                else:
+                    self.reach_lo = self.times[0]
+                continue
+            more = correlations(frames, placement)
+            if later:
+                self.times, self.frames, scores = self.times + times, self.frames + frames, np.append(scores, more)
+            else:
+                self.times, self.frames, scores = times + self.times, frames + self.frames, np.append(more, scores)
+
+
+def _as_crop(query_rgb: np.ndarray, held: _Frames) -> tuple[Placement, np.ndarray] | None:
+    """The query taken as a crop of a frame (or its mirror image's): placed on the frame search matched, or on
+    the frame most like it as a whole when it fits there poorly, then again on the best frame until the place
+    no longer moves (a zoom or pan makes the query look like a crop of its neighbours; it fits its own best)."""
+    shape = held.frames[0].shape
+    found: tuple[Placement, np.ndarray] | None = None
+    for picture in (query_rgb, query_rgb[:, ::-1]):
+        grey = grey_query(picture, shape)
+        placement = place_query(grey, held.frames[held.nearest()])
+        if placement is None or placement.score < MIN_PLACEMENT_SCORE:
+            whole = _whole(grey, shape)
+            placement = place_query(grey, held.frames[int(np.argmax(correlations(held.frames, whole)))])
+        good = placement is not None and placement.score >= MIN_PLACEMENT_SCORE
+        if placement is not None and good and (found is None or placement.score > found[0].score):
+            found = (placement, grey)
+    if found is None:
+        return None
+    placement, grey = found
+    scores = held.scores(placement)
+    for _ in range(_PASSES):
+        replaced = place_query(grey, held.frames[int(np.argmax(scores))])
+        if replaced is None or (replaced.scale, replaced.x, replaced.y) == (placement.scale, placement.x, placement.y):
+            break
+        placement = replaced
+        scores = held.scores(placement)
+    return placement, scores
+
+
+def _whole(grey: np.ndarray, shape: tuple[int, ...]) -> Placement:
+    """The grey query stretched over the whole frame."""
+    return Placement(0.0, 1.0, 0, 0, cv2.resize(grey, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
+
+
+def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: float, hi: float) -> Moment | None:
+    """The frame most like the query around search's moment `near` (within the scene's lo..hi) and the run of
+    frames around it showing the same picture; None when no frames are read or none is plainly the query's."""
+    held = _Frames(reader, near, lo, hi)
+    if not held.frames:
+        return None
+    shape = held.frames[0].shape
+    # First the query as a whole frame (or mirrored: search matches a flipped screenshot without its mirror when
+    # the CNN's vector hardly changes under the flip, but pixels do). Most screenshots are whole frames, and in
+    # a zoom any later frame is also a crop of an earlier one: the whole-frame reading is the one to trust.
+    wholes = [_whole(grey_query(p, shape), shape) for p in (query_rgb, query_rgb[:, ::-1])]
+    placement = max(wholes, key=lambda p: float(correlations(held.frames, p).max()))
+    scores = held.scores(placement)
+    if scores.max() < ACCEPT_SCORE:
+        cropped = _as_crop(query_rgb, held)
+        if cropped is None:
+            return None
+        placement, scores = cropped
+    best = int(np.argmax(scores))
+    # A crop's place is free, so it finds some likeness on many frames: it must fit better to be believed.
+    if scores[best] < (
+        ACCEPT_SCORE if placement.scale == 1.0 and placement.x == placement.y == 0 else CROP_ACCEPT_SCORE
+    ):
+        return None  # no frame is plainly the query's picture (a caption over it, a photo at an angle)
+    first, last = _same_run(scores, best)
+    times = held.times
+    # The same picture up to an end of what was read, short of the scene's: a still shot, which the stored frames
+    # (near-duplicates kept once, with the span they cover) say goes on to the scene's end.
+    start = lo if first == 0 and times[0] > lo + reader.frame_s else times[first]
+    end = hi if last == len(times) - 1 and times[-1] < hi - reader.frame_s else times[last] + reader.frame_s
+    return Moment(times[best], start, end)
+
+
+def find_moment(
+    video: Path, crop: Crop | None, query_rgb: np.ndarray, near: float, lo: float, hi: float
+) -> Moment | None:
+    """exact_moment on a video file; None (and a warning logged) when the file cannot be read."""
+    try:
+        with FrameReader(video, crop) as reader:
+            return exact_moment(query_rgb, reader, near, lo, hi)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        log.warning("exact moment: cannot read %s (%s)", video, exc)
+        return None

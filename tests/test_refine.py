@@ -1,0 +1,137 @@
+"""The exact moment (query/refine.py, search.refine): `at` is the frame on screen, from..to the span of the
+same picture, decoded from the real preview that `process` wrote; a preview that cannot be read loses nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import shutil
+
+import numpy as np
+from PIL import Image
+
+from animeback.index import Index
+from animeback.ingest.indexer import process_library
+from animeback.query.refine import FrameReader, exact_moment, find_moment
+from animeback.query.search import Searcher
+from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
+from tests.conftest import LIBRARY, make_settings
+
+FRAME_S = 1 / 24  # the generated episodes' frame rate
+SERIES, NAME, SEED, DURATION = LIBRARY[0]
+
+
+def _moving_times(
+    count: int, kinds: tuple[str, ...] = ("mandelbrot", "life", "cellauto"), seed: int = SEED
+) -> list[float]:
+    """Times inside the moving scenes (of these kinds) of an episode, away from its cuts, at odd fractions of a
+    second."""
+    moving = [(a, b) for kind, a, b in episode_scenes(seed, DURATION) if kind in kinds and b - a > 2.5]
+    times = [a + 1.0 + (b - a - 2.0) * f for a, b in moving for f in (0.13, 0.61)]
+    return [round(t, 3) for t in times[:count]]
+
+
+def _shown(t: float) -> float:
+    """The time of the frame ffmpeg grabs at `-ss t`: the first one starting at or after t."""
+    return math.ceil(t / FRAME_S - 1e-6) * FRAME_S
+
+
+def _still_scene() -> tuple[float, float]:
+    return next((a, b) for kind, a, b in episode_scenes(SEED, DURATION) if kind == "static")
+
+
+def _shot(video, t, tmp_path, vf=None) -> np.ndarray:
+    out = grab_frame(video, t, tmp_path / f"shot-{t:.3f}.png", vf)
+    return np.asarray(Image.open(out).convert("RGB"))
+
+
+def _searcher(index: Index, refine: int) -> Searcher:
+    return Searcher(index, dataclasses.replace(index.settings.search, refine=refine))
+
+
+def test_at_is_the_frame_on_screen_in_a_moving_scene_and_from_to_a_fraction_of_a_second(
+    indexed, library_template, tmp_path
+):
+    index, _ = indexed
+    video = library_template / SERIES / NAME
+    refined, stored = [], []
+    for t in _moving_times(6):
+        rgb = _shot(video, t, tmp_path)
+        best = _searcher(index, 1).search(rgb).matches[0]
+        plain = _searcher(index, 0).search(rgb).matches[0]
+        assert best.filename == plain.filename == NAME
+        shown = _shown(t)
+        refined.append(abs(best.at - shown))
+        stored.append(abs(plain.at - shown))
+        # A slow zoom's neighbouring frames differ less than the preview's compression does: a few frames' slack.
+        assert best.start - 4 * FRAME_S <= shown <= best.end + 4 * FRAME_S, (shown, best.start, best.end)
+        assert best.end - best.start <= 4 * FRAME_S, (t, best.start, best.end)
+    print("|at - t| refined", np.round(refined, 3), "stored frames", np.round(stored, 3))
+    assert max(refined) <= 4 * FRAME_S + 1e-3
+    assert np.median(refined) <= 1e-3  # most often the very frame
+    assert np.mean(refined) < np.mean(stored) / 2  # the stored frames are a third of a second apart
+
+
+def test_a_crop_it_cannot_place_keeps_the_stored_frames_moment(indexed, library_template, tmp_path):
+    # Life's cells blur away at the 160 px the frames are compared at, so a shrunk crop of them finds no place on
+    # any frame (crops of real footage are placed: benchmarks/README.md). Not placed, it must change nothing.
+    index, _ = indexed
+    series, name, seed, _ = LIBRARY[1]
+    for t in _moving_times(4, ("life",), seed):
+        crop = "crop=iw*0.8:ih*0.8:iw*0.05:ih*0.15,scale=iw/2:-2"
+        rgb = _shot(library_template / series / name, t, tmp_path, vf=crop)
+        best = _searcher(index, 1).search(rgb).matches[0]
+        stored = _searcher(index, 0).search(rgb).matches[0]
+        assert best.filename == stored.filename == name
+        assert abs(best.at - _shown(t)) <= FRAME_S + 1e-3 or (best.start, best.at, best.end) == (
+            stored.start,
+            stored.at,
+            stored.end,
+        )
+
+
+def test_a_still_shot_is_answered_with_its_whole_extent(indexed, library_template, tmp_path):
+    index, _ = indexed
+    start, end = _still_scene()
+    t = round((start + end) / 2 + 0.21, 3)
+    best = _searcher(index, 1).search(_shot(library_template / SERIES / NAME, t, tmp_path)).matches[0]
+    assert best.filename == NAME
+    assert start - 0.5 <= best.start <= t <= best.end <= end + 0.5
+    assert best.end - best.start >= (end - start) - 1.0, (start, end, best.start, best.end)
+
+
+def test_exact_moment_on_the_preview_finds_a_frame_between_the_stored_ones(tmp_path):
+    video = make_episode(tmp_path / "ep.mp4", seed=SEED, duration=DURATION, audio=False)
+    for t in _moving_times(4):
+        with FrameReader(video, None) as reader:
+            # search's moment 0.9 s off in a scene of 3 s: the query's frame lies beyond the first frames read
+            found = exact_moment(_shot(video, t, tmp_path), reader, t - 0.9, t - 1.5, t + 1.5)
+        assert found is not None and abs(found.at - _shown(t)) <= 1e-3, (t, found)
+
+
+def test_a_preview_that_cannot_be_read_leaves_the_stored_moment(tmp_path, library_template, embedder, caplog):
+    library = tmp_path / "library"
+    shutil.copytree(library_template / SERIES, library / SERIES, ignore=shutil.ignore_patterns("*02*"))
+    settings = make_settings(tmp_path, library)
+    with Index(settings, embedder) as index:
+        process_library(index, progress=False)
+        (record,) = index.catalogue.episodes()
+        t = _moving_times(1)[0]
+        rgb = _shot(library / SERIES / NAME, t, tmp_path)
+        good = _searcher(index, 1).search(rgb).matches[0]
+        stored = _searcher(index, 0).search(rgb).matches[0]
+        preview = settings.preview_path(record.preview)
+        preview.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+        (library / SERIES / NAME).rename(library / SERIES / "moved away.mp4")  # and no episode file to fall back on
+        with caplog.at_level(logging.WARNING, logger="animeback.query.refine"):
+            broken = _searcher(index, 1).search(rgb).matches[0]
+    assert abs(good.at - t) < abs(stored.at - t) or abs(good.at - t) <= FRAME_S
+    assert (broken.at, broken.start, broken.end) == (stored.at, stored.start, stored.end)
+    assert "exact moment: cannot read" in caplog.text
+
+
+def test_find_moment_on_a_file_that_is_not_a_video_is_none(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    assert find_moment(junk, None, np.zeros((90, 160, 3), np.uint8), 1.0, 0.0, 2.0) is None
