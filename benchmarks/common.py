@@ -126,17 +126,48 @@ def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def _subtitle(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+_WORDS = ["I told you", "we have to go", "right now!", "what is this", "look out", "never again", "wait for me"]
+
+
+def _subtitle(rgb: np.ndarray, rng: np.random.Generator, lines: int = 1) -> np.ndarray:
+    """Subtitles burnt in at the bottom: white text with a black outline, `lines` lines of two phrases."""
     out = rgb.copy()
     h, w = out.shape[:2]
-    words = ["I told you", "we have to go", "right now!", "what is this", "look out", "never again", "wait for me"]
-    text = " ".join(rng.choice(words, 2))
     scale = w / 640
-    size, _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(2 * scale)))
-    org = ((w - size[0]) // 2, int(h * 0.92))
-    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(2, int(6 * scale)), cv2.LINE_AA)
-    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+    for line in range(lines):
+        text = " ".join(rng.choice(_WORDS, 2))
+        size, _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(2 * scale)))
+        org = ((w - size[0]) // 2, int(h * 0.92 - (lines - 1 - line) * size[1] * 1.8))
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(2, int(6 * scale)), cv2.LINE_AA)
+        white = (255, 255, 255)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, white, max(1, int(2 * scale)), cv2.LINE_AA)
     return out
+
+
+def _combo(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The screenshot people actually post: 10% cropped, two lines of subtitles, shrunk to half, JPEG q40."""
+    out = _subtitle(_crop(rgb, 0.9, rng), rng, lines=2)
+    return _jpeg(_resize_width(out, max(16, out.shape[1] // 2)), 40)
+
+
+def _rotate(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mild rotation (1-3 degrees either way) about the centre, the corners left black, the size kept."""
+    h, w = rgb.shape[:2]
+    angle = float(rng.uniform(1.0, 3.0) * rng.choice([-1, 1]))
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    return cv2.warpAffine(rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+def _caption_bar(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A meme: a white bar above the picture (a fifth of its height) with a line of black text."""
+    h, w = rgb.shape[:2]
+    bar = np.full((max(8, h // 5), w, 3), 255, np.uint8)
+    text = " ".join(rng.choice(_WORDS, 2)).upper()
+    scale = w / 700
+    size, _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, max(1, int(2 * scale)))
+    org = ((w - size[0]) // 2, (bar.shape[0] + size[1]) // 2)
+    cv2.putText(bar, text, org, cv2.FONT_HERSHEY_DUPLEX, scale, (0, 0, 0), max(1, int(2 * scale)), cv2.LINE_AA)
+    return np.concatenate([bar, rgb])
 
 
 def _letterbox_4_3(rgb: np.ndarray) -> np.ndarray:
@@ -263,4 +294,7 @@ ROBUST_DISTORTIONS = {
     "half_frame": _half,
     "player_window": _player_window,
     "photo_of_screen": _photo_of_screen,
+    "combo": _combo,
+    "rotated": _rotate,
+    "caption_bar": _caption_bar,
 }
