@@ -112,56 +112,67 @@ def collect_anchors(
     return anchors, used
 
 
+def retrieval_model(keras, head, options: TrainOptions):
+    """The head wrapped for training, with the retrieval loss written in backend-neutral `keras.ops`: it trains
+    through Keras' own train step on TensorFlow, JAX or PyTorch alike (a lent GPU machine has no TensorFlow)."""
+    ops = keras.ops
+
+    def cross_entropy(labels, logits):
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+
+    class RetrievalModel(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.head = head
+
+        def call(self, inputs, training=False):
+            anchors, views = inputs
+            return self.head(anchors, training=training), self.head(views, training=training)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            a, v = y_pred
+            count = ops.shape(a)[0]
+            owners = ops.repeat(ops.arange(count), options.views)
+            # Each view must retrieve its own clean frame among the batch's (neighbours included) ...
+            loss = cross_entropy(owners, ops.matmul(v, ops.transpose(a)) / options.temperature)
+            # ... and the clean frames themselves are kept apart, so near-identical neighbours stay distinct.
+            loss += 0.5 * cross_entropy(ops.arange(count), ops.matmul(a, ops.transpose(a)) / options.temperature)
+            # Clean frames stay near where the untrained model put them (y): the ImageNet features tell
+            # neighbouring frames apart finely, and only the distortions are to be learnt.
+            return loss + options.keep * ops.mean(1.0 - ops.sum(a * y, axis=1))
+
+    model = RetrievalModel()
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), jit_compile=False)
+    return model
+
+
 class Trainer:
     """The head, its optimiser and the trunk, with checkpoints in `folder/.train`."""
 
     def __init__(self, settings: Settings, folder: Path, options: TrainOptions, pca: PcaModel):
-        self.tf = tf = import_tensorflow()
+        if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+            import_tensorflow()  # first, so that its start-up notices stay off the terminal
         import keras
 
         self.folder, self.options = folder, options
         self.trunk, self.head = split_mobilenet(keras, settings.path(settings.features.weights), pca.dim)
         init_projection(self.head, pca.mean, pca.components, pca.scale)
-        self.optimizer = keras.optimizers.Adam(options.learning_rate)
-        self.optimizer.build(self.head.trainable_variables)
-        self._trunk_call = tf.function(lambda x: self.trunk(x, training=False), reduce_retracing=True)
-        self._step = tf.function(self._train_step, reduce_retracing=True)
+        self.model = retrieval_model(keras, self.head, options)
+        self.optimizer = self.model.optimizer
+        self.optimizer.build(self.head.trainable_variables)  # its state exists before a checkpoint is loaded
 
     def trunk_features(self, images: list[np.ndarray], batch: int = 32) -> np.ndarray:
         """Trunk outputs (float16, to keep a round's cache small) of 224x224 images."""
         out = []
         for i in range(0, len(images), batch):
-            out.append(self._trunk_call(np.stack(images[i : i + batch]).astype("float32")).numpy().astype("float16"))
+            features = self.trunk.predict_on_batch(np.stack(images[i : i + batch]).astype("float32"))
+            out.append(np.asarray(features).astype("float16"))
         return np.concatenate(out)
-
-    def _train_step(self, anchors, views, owners, targets):
-        tf = self.tf
-        with tf.GradientTape() as tape:
-            a = self.head(anchors, training=True)
-            v = self.head(views, training=True)
-            # Each view must retrieve its own clean frame among the batch's (neighbours included) ...
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    owners, tf.matmul(v, a, transpose_b=True) / self.options.temperature
-                )
-            )
-            # ... and the clean frames themselves are kept apart, so near-identical neighbours stay distinct.
-            loss += 0.5 * tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    tf.range(tf.shape(a)[0]), tf.matmul(a, a, transpose_b=True) / self.options.temperature
-                )
-            )
-            # Clean frames stay near where the untrained model put them: the ImageNet features tell neighbouring
-            # frames apart finely, and only the distortions are to be learnt.
-            loss += self.options.keep * tf.reduce_mean(1.0 - tf.reduce_sum(a * targets, axis=1))
-        variables = self.head.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         return np.concatenate(
             [
-                self.head(features[i : i + 256].astype("float32"), training=False).numpy()
+                np.asarray(self.head.predict_on_batch(features[i : i + 256].astype("float32")))
                 for i in range(0, len(features), 256)
             ]
         )
@@ -183,12 +194,9 @@ class Trainer:
                 if len(idx) < 2:
                     continue
                 views = view_feats[idx].reshape(-1, *view_feats.shape[2:])
-                owners = np.repeat(np.arange(len(idx)), o.views).astype("int32")
-                losses.append(
-                    float(
-                        self._step(anchor_feats[idx].astype("float32"), views.astype("float32"), owners, targets[idx])
-                    )
-                )
+                inputs = (anchor_feats[idx].astype("float32"), views.astype("float32"))
+                self.model.reset_metrics()  # so that the loss it returns is this batch's, not a running mean
+                losses.append(float(np.asarray(self.model.train_on_batch(inputs, targets[idx]))))
         return float(np.mean(losses)) if losses else float("nan")
 
     def save_checkpoint(self, done_rounds: int, state: dict) -> None:
@@ -196,7 +204,7 @@ class Trainer:
         ckpt = self.folder / CHECKPOINT_DIR
         ckpt.mkdir(parents=True, exist_ok=True)
         self.head.save_weights(ckpt / "head.tmp.weights.h5")
-        np.savez(ckpt / "optimizer.tmp.npz", *[v.numpy() for v in self.optimizer.variables])
+        np.savez(ckpt / "optimizer.tmp.npz", *[np.asarray(v) for v in self.optimizer.variables])
         (ckpt / "state.tmp.json").write_text(json.dumps({**state, "rounds_done": done_rounds}))
         os.replace(ckpt / "head.tmp.weights.h5", ckpt / "head.weights.h5")
         os.replace(ckpt / "optimizer.tmp.npz", ckpt / "optimizer.npz")
