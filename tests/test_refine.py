@@ -135,3 +135,20 @@ def test_find_moment_on_a_file_that_is_not_a_video_is_none(tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
     assert find_moment(junk, None, np.zeros((90, 160, 3), np.uint8), 1.0, 0.0, 2.0) is None
+
+
+def test_frames_of_a_gif_episode_are_read_in_grey_too(tmp_path):
+    # With previews off the episode's own file is read: a GIF decodes to palette or RGB pixels, not to a luma plane.
+    video = make_episode(tmp_path / "ep.gif", seed=SEED, duration=3.0, audio=False)
+    with FrameReader(video, None) as reader:
+        times, frames = reader.read(1.0, 1.5)
+    assert len(frames) >= 5 and all(f.shape[1] == 160 and f.dtype == np.float32 for f in frames)
+    assert 0.9 <= times[0] <= 1.1
+    # The picture ffmpeg shows at that time, in grey at the same size: not a blank or a scrambled plane.
+    shown = np.asarray(
+        Image.open(grab_frame(video, times[0], tmp_path / "shown.png"))
+        .convert("L")
+        .resize((frames[0].shape[1], frames[0].shape[0]), Image.Resampling.BOX),
+        np.float32,
+    )
+    assert np.ptp(shown) > 50 and float(np.abs(frames[0] - shown).mean()) < 12

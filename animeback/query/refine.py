@@ -48,6 +48,8 @@ _FINE_STEPS = (-0.06, -0.03, 0.03, 0.06)
 WINDOW_S = 0.35
 MAX_REACH_S = 2.0
 UNSURE_REACH_S = 1.0
+# Pixel formats whose first plane is 8-bit luma, as the previews' yuv420p.
+_EIGHT_BIT_LUMA_FIRST = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray")
 _DECODER_DELAY = 8  # frames: H.264's reordering delay is at most a few
 
 
@@ -123,9 +125,12 @@ class FrameReader:
         return times, frames
 
     def _grey(self, frame: av.VideoFrame) -> np.ndarray:
-        # The luma plane as it is: converting to RGB first costs three times the decoding.
-        plane = frame.planes[0]
-        luma = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+        if frame.format.name in _EIGHT_BIT_LUMA_FIRST:
+            # The luma plane as it is: converting to RGB first costs three times the decoding.
+            plane = frame.planes[0]
+            luma = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+        else:  # an episode's own file (previews off) in another pixel format: 10-bit, palette (GIF), RGB
+            luma = np.asarray(frame.to_ndarray(format="gray"), np.uint8)
         if self.crop:
             c, (h, w) = self.crop, luma.shape
             x, y = round(c.x * w), round(c.y * h)
