@@ -269,17 +269,15 @@ class _Frames:
                 self.times, self.frames, scores = times + self.times, frames + self.frames, np.append(more, scores)
 
 
-def _as_crop(query_rgb: np.ndarray, held: _Frames) -> tuple[Placement, np.ndarray] | None:
-    """The query taken as a crop of a frame (or its mirror image's): placed on the frame search matched, or on
-    the frame most like it as a whole when it fits there poorly, then again on the best frame until the place
-    no longer moves (a zoom or pan makes the query look like a crop of its neighbours; it fits its own best)."""
-    shape = held.frames[0].shape
+def _as_crop(greys: list[tuple[np.ndarray, Placement]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
+    """The query taken as a crop of a frame (each grey orientation with its whole-frame placement): placed on the
+    frame search matched, or on the frame most like it as a whole when it fits there poorly, then again on the
+    best frame until the place no longer moves (a zoom or pan makes the query look like a crop of its
+    neighbours; it fits its own best)."""
     found: tuple[Placement, np.ndarray] | None = None
-    for picture in (query_rgb, query_rgb[:, ::-1]):
-        grey = grey_query(picture, shape)
+    for grey, whole in greys:
         placement = place_query(grey, held.frames[held.nearest()])
         if placement is None or placement.score < MIN_PLACEMENT_SCORE:
-            whole = _whole(grey, shape)
             placement = place_query(grey, held.frames[int(np.argmax(correlations(held.frames, whole)))])
         good = placement is not None and placement.score >= MIN_PLACEMENT_SCORE
         if placement is not None and good and (found is None or placement.score > found[0].score):
@@ -312,11 +310,12 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
     # First the query as a whole frame (or mirrored: search matches a flipped screenshot without its mirror when
     # the CNN's vector hardly changes under the flip, but pixels do). Most screenshots are whole frames, and in
     # a zoom any later frame is also a crop of an earlier one: the whole-frame reading is the one to trust.
-    wholes = [_whole(grey_query(p, shape), shape) for p in (query_rgb, query_rgb[:, ::-1])]
-    placement = max(wholes, key=lambda p: float(correlations(held.frames, p).max()))
+    grey = grey_query(query_rgb, shape)  # shrunk once; its mirror is the small copy flipped
+    greys = [(g, _whole(g, shape)) for g in (grey, np.ascontiguousarray(grey[:, ::-1]))]
+    placement = max((whole for _, whole in greys), key=lambda p: float(correlations(held.frames, p).max()))
     scores = held.scores(placement)
     if scores.max() < ACCEPT_SCORE:
-        cropped = _as_crop(query_rgb, held)
+        cropped = _as_crop(greys, held)
         if cropped is None:
             return None
         placement, scores = cropped
