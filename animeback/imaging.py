@@ -11,6 +11,10 @@ import numpy as np
 BLACK_LEVEL = 28
 # A border row/column may hold this share of non-black pixels (logos, noise) and still count as border.
 BORDER_TOLERANCE = 0.02
+# The width of an episode's moment track (the picture inside its black bars, grey, at full frame rate), which
+# `process` writes and search decodes for a scene's exact moment: motion between neighbouring frames shows, and a
+# second of frames decodes and compares in a few milliseconds.
+MOMENT_WIDTH = 160
 
 
 @dataclass(frozen=True)

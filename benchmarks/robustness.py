@@ -208,16 +208,19 @@ def main() -> None:
     print("the moment, of the right answers above the threshold (exact: `at` within 0.5 s of the true time, or")
     print("showing the same picture; from..to width: of queries outside still shots)")
     print(f"{'method':<26}{'answers':>8}{'exact':>8}{'|at-t| p50':>11}{'p90':>7}{'p99':>7}{'width p50':>10}{'p90':>7}")
+    exact_by_row: dict = {method: {} for method in results}
     for method, data in results.items():
         errors, exact, widths = [], 0, []
         for name in ROBUST_DISTORTIONS:
+            row_exact = exact_by_row[method][name] = []
             for (clip, t), answer in zip(plan, data["answers"][name]):
                 if answer and answer[0] == clip.name and answer[4] >= data["threshold"]:
                     file, lo, at, hi, sim = answer
                     if not (abs(at - t) <= 1.0 or lo - 1e-3 <= t <= hi + 1e-3):
                         continue
                     errors.append(abs(at - t))
-                    exact += abs(at - t) <= 0.5 or truth.same_picture(clip, at, t)
+                    row_exact.append(abs(at - t) <= 0.5 or truth.same_picture(clip, at, t))
+                    exact += row_exact[-1]
                     if not truth.still(clip, t):
                         widths.append(hi - lo)
         print(
@@ -225,6 +228,11 @@ def main() -> None:
             f"{percentile(errors, 90):>7.2f}{percentile(errors, 99):>7.2f}{percentile(widths, 50):>10.2f}"
             f"{percentile(widths, 90):>7.2f}"
         )
+    print("exact share of each distortion's right answers above the threshold")
+    print(f"{'distortion':<18}" + "".join(f"{m[:20]:>22}" for m in results))
+    for name in ROBUST_DISTORTIONS:
+        shares = [exact_by_row[m][name] for m in results]
+        print(f"{name:<18}" + "".join(f"{sum(e) / max(1, len(e)):>16.1%} of {len(e):>3}" for e in shares))
     for method, data in results.items():
         print(
             f"{method}: 1% false-match threshold {data['threshold']:.3f}; index {methods[method][1]:.0f} "

@@ -129,15 +129,21 @@ def test_previews_of_gone_episodes_and_interrupted_runs_are_deleted(library, tmp
         process_library(index, progress=False)
         (previews / "99999.mp4").write_bytes(b"left by a removed episode")
         (previews / "7.mp4.part").write_bytes(b"left by a killed run")
+        (previews / "7.moments.mp4.part").write_bytes(b"left by a killed run")
         report = process_library(index, progress=False)
-        assert report.previews_deleted == 2
-        named = sorted(Path(r.preview).name for r in index.catalogue.episodes())
+        assert report.previews_deleted == 3
+        named = _named_files(index)
         kept = sorted(others) if media_dir else []
         assert sorted(p.name for p in previews.iterdir()) == sorted(named + kept)
         assert not (settings.data_path / PREVIEW_DIR).exists() or not media_dir
         process_library(index, reindex=True, progress=False)  # a reindex leaves none of the old ones behind
-        named = sorted(Path(r.preview).name for r in index.catalogue.episodes())
-        assert sorted(p.name for p in previews.iterdir()) == sorted(named + kept) and len(named) == len(LIBRARY)
+        named = _named_files(index)
+        assert sorted(p.name for p in previews.iterdir()) == sorted(named + kept) and len(named) == 2 * len(LIBRARY)
+
+
+def _named_files(index: Index) -> list[str]:
+    """The preview and moment track files the catalogue's records name."""
+    return sorted(Path(name).name for r in index.catalogue.episodes() for name in (r.preview, r.moments) if name)
 
 
 def _race_for_key(path: str, start, out) -> None:

@@ -7,10 +7,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from animeback.config import MediaSettings
 from animeback.errors import MediaError
+from animeback.imaging import MOMENT_WIDTH
 from animeback.ingest.dedupe import Deduplicator
 from animeback.ingest.media import FrameSampler, OpenedVideo, detect_borders, open_video, probe
 from animeback.sources.synthetic import episode_scenes, make_episode
@@ -63,6 +66,37 @@ def test_burnt_in_letterbox_is_detected(tmp_path):
     box = detect_borders(video, probe(video))
     assert box is not None and (box.x, box.w) == (0, 320) and abs(box.y - 30) <= 2 and abs(box.h - 180) <= 4
     assert open_video(video, MediaSettings()).crop == box  # the one helper every reader of videos uses
+
+
+def _lumas(video: Path) -> tuple[list[int], list[np.ndarray]]:
+    """Every frame's timestamp (in its stream's time base, from the stream's start) and luma plane."""
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        frames = [(f.pts - (stream.start_time or 0), f.to_ndarray(format="gray")) for f in container.decode(stream)]
+    return [t for t, _ in frames], [luma for _, luma in frames]
+
+
+def test_the_moment_track_is_the_picture_inside_its_bars_in_grey_at_every_frame(tmp_path):
+    plain = make_episode(tmp_path / "plain.mp4", seed=9, duration=4)
+    video = tmp_path / "boxed.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(plain), "-vf", "pad=320:240:0:30:black", "-g", "24", str(video)], check=True
+    )
+    preview, track = tmp_path / "preview.mp4", tmp_path / "moments.mp4"
+    list(FrameSampler(open_video(video, MediaSettings()), 2.0, MediaSettings(), preview, moments=track))
+    out = probe(track)
+    assert (out.width, out.height, out.has_audio) == (MOMENT_WIDTH, 90, False)  # 320x180 inside the bars
+    (track_times, track_lumas), (preview_times, _), (_, plain_lumas) = _lumas(track), _lumas(preview), _lumas(plain)
+    assert len(track_lumas) == len(plain_lumas) == 96 and track_times == preview_times  # every frame, same clock
+    shrunk = [luma.reshape(90, 2, 160, 2).mean(axis=(1, 3)).ravel() for luma in plain_lumas]  # grey, its size
+
+    def likeness(i: int, j: int) -> float:
+        return float(np.corrcoef(track_lumas[i].ravel(), shrunk[j])[0, 1]) if 0 <= j < len(shrunk) else -1.0
+
+    same = [likeness(i, i) for i in range(len(shrunk))]
+    assert np.median(same) > 0.95, "not the source's picture"
+    # the frame of that moment, not a neighbour (a still shot's neighbours are as like it)
+    assert all(same[i] >= max(likeness(i, i - 1), likeness(i, i + 1)) - 0.01 for i in range(len(shrunk)))
 
 
 @pytest.mark.parametrize(

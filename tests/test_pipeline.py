@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,9 @@ def test_rerun_skips_changed_reindexes_and_deleted_removed(library, tmp_path, em
         assert after[LIBRARY[0][0] + "/" + LIBRARY[0][1]].id == before[LIBRARY[0][0] + "/" + LIBRARY[0][1]]
         assert after[LIBRARY[1][0] + "/" + LIBRARY[1][1]].duration == pytest.approx(12.0, abs=0.1)
         _consistent(index)
+        # the removed and the re-indexed episode's old preview and moment track are gone with their records
+        named = {Path(name).name for r in after.values() for name in (r.preview, r.moments) if name}
+        assert {p.name for p in settings.media_path.iterdir()} == named and len(named) == 4
         shot = grab_frame(changed, 5.0, tmp_path / "changed.png")
         best = Searcher(index).search_bytes(shot.read_bytes()).matches[0]
         assert best.filename == LIBRARY[1][1] and abs(best.at - 5.0) <= 1.0

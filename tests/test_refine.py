@@ -1,5 +1,6 @@
 """The exact moment (query/refine.py, search.refine): `at` is the frame on screen, from..to the span of the
-same picture, decoded from the real preview that `process` wrote; a preview that cannot be read loses nothing."""
+same picture, decoded from the real moment track that `process` wrote (or the preview, for an episode indexed
+before there were moment tracks); a track that cannot be read loses nothing."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import math
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from animeback.index import Index
 from animeback.ingest.indexer import process_library
-from animeback.query.refine import FrameReader, exact_moment, find_moment
+from animeback.query.refine import Crop, FrameReader, ReaderPool, exact_moment, find_moment
 from animeback.query.search import Searcher
 from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
 from tests.conftest import LIBRARY, make_settings
@@ -110,35 +112,65 @@ def test_exact_moment_on_the_preview_finds_a_frame_between_the_stored_ones(tmp_p
         assert found is not None and abs(found.at - _shown(t)) <= 1e-3, (t, found)
 
 
-def test_a_preview_that_cannot_be_read_leaves_the_stored_moment(tmp_path, library_template, embedder, caplog):
+def test_an_episode_without_a_moment_track_is_refined_from_its_preview_and_one_unreadable_loses_nothing(
+    tmp_path, library_template, embedder, caplog
+):
     library = tmp_path / "library"
     shutil.copytree(library_template / SERIES, library / SERIES, ignore=shutil.ignore_patterns("*02*"))
     settings = make_settings(tmp_path, library)
     with Index(settings, embedder) as index:
         process_library(index, progress=False)
         (record,) = index.catalogue.episodes()
-        t = _moving_times(1)[0]
-        rgb = _shot(library / SERIES / NAME, t, tmp_path)
-        good = _searcher(index, 1).search(rgb).matches[0]
-        stored = _searcher(index, 0).search(rgb).matches[0]
-        preview = settings.preview_path(record.preview)
-        preview.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
-        (library / SERIES / NAME).rename(library / SERIES / "moved away.mp4")  # and no episode file to fall back on
+        assert record.moments and settings.preview_path(record.moments).is_file()
+        times = _moving_times(3)
+        shots = [_shot(library / SERIES / NAME, t, tmp_path) for t in times]
+        from_track = [_searcher(index, 1).search(rgb).matches[0] for rgb in shots]
+        stored = [_searcher(index, 0).search(rgb).matches[0] for rgb in shots]
+        # As an index made before moment tracks: the record names none, and the preview is read.
+        index.catalogue.put_episode(dataclasses.replace(record, moments=None))
+        from_preview = [_searcher(index, 1).search(rgb).matches[0] for rgb in shots]
+        index.catalogue.put_episode(record)
+        settings.preview_path(record.moments).write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
         with caplog.at_level(logging.WARNING, logger="animeback.query.refine"):
-            broken = _searcher(index, 1).search(rgb).matches[0]
-    assert abs(good.at - t) < abs(stored.at - t) or abs(good.at - t) <= FRAME_S
-    assert (broken.at, broken.start, broken.end) == (stored.at, stored.start, stored.end)
+            broken = _searcher(index, 1).search(shots[0]).matches[0]
+    for t, track, preview in zip(times, from_track, from_preview):
+        assert abs(track.at - _shown(t)) <= FRAME_S + 1e-3 and abs(preview.at - _shown(t)) <= FRAME_S + 1e-3
+    assert (broken.at, broken.start, broken.end) == (stored[0].at, stored[0].start, stored[0].end)
     assert "exact moment: cannot read" in caplog.text
 
 
 def test_find_moment_on_a_file_that_is_not_a_video_is_none(tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
-    assert find_moment(junk, None, np.zeros((90, 160, 3), np.uint8), 1.0, 0.0, 2.0) is None
+    assert find_moment(ReaderPool(), junk, None, np.zeros((90, 160, 3), np.uint8), 1.0, 0.0, 2.0) is None
+
+
+def test_the_reader_pool_reuses_a_video_s_reader_but_not_a_replaced_file_s_or_a_failed_one(tmp_path):
+    video = make_episode(tmp_path / "ep.mp4", seed=SEED, duration=3.0, audio=False)
+    pool = ReaderPool(size=2)
+    with pool.reader(video, None) as first, pool.reader(video, None) as second:  # two searches at once
+        assert second is not first
+    with pool.reader(video, None) as again:
+        assert again in (first, second)
+        times, _ = again.read(1.0, 1.2)
+        assert times and 0.95 <= times[0] <= 1.05
+    with pool.reader(video, Crop(0.0, 0.25, 1.0, 0.5)) as cropped:  # the same file, another picture place
+        assert cropped not in (first, second) and cropped.read(1.0, 1.1)[1][0].shape == (45, 160)
+    assert pool.idle == 2  # at most `size` idle: the least recently used was closed
+    replacement = make_episode(tmp_path / "other.mp4", seed=SEED + 1, duration=3.0, audio=False)
+    replacement.replace(video)  # the episode re-encoded under its name
+    with pool.reader(video, None) as fresh:
+        assert fresh not in (first, second)
+    with pytest.raises(RuntimeError), pool.reader(video, None) as failing:
+        raise RuntimeError("a read that failed")
+    with pool.reader(video, None) as after:
+        assert after is not failing
+    pool.close()
 
 
 def test_frames_of_a_gif_episode_are_read_in_grey_too(tmp_path):
-    # With previews off the episode's own file is read: a GIF decodes to palette or RGB pixels, not to a luma plane.
+    # An episode indexed before moment tracks, with previews off, is read from its own file: a GIF decodes to palette
+    # or RGB pixels, not to a luma plane.
     video = make_episode(tmp_path / "ep.gif", seed=SEED, duration=3.0, audio=False)
     with FrameReader(video, None) as reader:
         times, frames = reader.read(1.0, 1.5)

@@ -40,7 +40,8 @@ from .repeats import find_repeats
 log = logging.getLogger(__name__)
 
 PREVIEW_DIR = "previews"
-PREVIEW_NAME = re.compile(r"[0-9]+\.mp4(\.part)?")  # an episode's preview file, or one being written
+# an episode's preview or moment track, or one being written
+PREVIEW_NAME = re.compile(r"[0-9]+(\.moments)?\.mp4(\.part)?")
 MAX_RETRY_BACKOFF_S = 86400.0  # a file that keeps failing the same way is still tried once a day
 REPEAT_SEARCH_BATCH = 256  # frames searched per Milvus call when looking for repeated sequences
 REPEAT_CANDIDATES = 5  # nearest frames per frame: a still shot of the holder stands for several neighbours
@@ -104,8 +105,9 @@ def _remove_episode(index: Index, record: EpisodeRecord) -> list[EpisodeRecord]:
     index.catalogue.put_episode(record)
     index.vectors.delete_episode(record.id)
     index.vectors.flush()
-    if record.preview:
-        index.settings.preview_path(record.preview).unlink(missing_ok=True)
+    for name in (record.preview, record.moments):
+        if name:
+            index.settings.preview_path(name).unlink(missing_ok=True)
     index.catalogue.delete_episode(record.id)
     return linked
 
@@ -163,7 +165,7 @@ def _delete_stray_previews(index: Index, kept: Iterable[EpisodeRecord]) -> int:
     folder = index.settings.media_path
     if not folder.is_dir():
         return 0
-    named = {r.preview for r in kept if r.preview}
+    named = {name for r in kept for name in (r.preview, r.moments) if name}
     deleted = 0
     for path in folder.iterdir():
         # only files of our naming: media_dir may be a shared folder that holds other things too
@@ -293,11 +295,14 @@ class EpisodeIndexer:
         )
         catalogue.put_episode(record)
         preview_rel = f"{PREVIEW_DIR}/{record.id}.mp4" if s.media.preview else None
-        preview_tmp = s.preview_path(f"{preview_rel}.part") if preview_rel else None
-        if preview_tmp:
-            preview_tmp.parent.mkdir(parents=True, exist_ok=True)
+        moments_rel = f"{PREVIEW_DIR}/{record.id}.moments.mp4"
+        # Written as .part files, moved into place once the episode's vectors are stored.
+        written_files = {rel: s.preview_path(f"{rel}.part") for rel in (preview_rel, moments_rel) if rel}
+        s.media_path.mkdir(parents=True, exist_ok=True)
         size = 2 * INPUT_SIZE if s.features.half_frames else INPUT_SIZE
-        sampler = FrameSampler.from_settings(s.media, video, preview_tmp, size)
+        sampler = FrameSampler.from_settings(
+            s.media, video, written_files.get(preview_rel or ""), size, moments=written_files[moments_rel]
+        )
         dedupe = Deduplicator.from_settings(s.dedupe)
         batch: list[KeptFrame] = []
         written = 0
@@ -329,15 +334,15 @@ class EpisodeIndexer:
                 written += write(batch)
             self.index.vectors.flush()
             stored_elsewhere = self._store_repeats_once(record, whole)
-            if preview_tmp and preview_rel:
-                os.replace(preview_tmp, s.preview_path(preview_rel))
+            for rel, part in written_files.items():
+                os.replace(part, s.preview_path(rel))
         except BaseException:
-            if preview_tmp:
-                preview_tmp.unlink(missing_ok=True)
+            for part in written_files.values():
+                part.unlink(missing_ok=True)
             raise
         finally:
             bar.close()
-        record.status, record.preview = EpisodeStatus.INDEXED, preview_rel
+        record.status, record.preview, record.moments = EpisodeStatus.INDEXED, preview_rel, moments_rel
         record.frames_sampled, record.frames_kept = dedupe.sampled, dedupe.kept
         record.vectors = written - stored_elsewhere
         record.vectors_elsewhere = stored_elsewhere

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import MediaSettings
 from ..errors import MediaError
-from ..imaging import Box, content_box
+from ..imaging import MOMENT_WIDTH, Box, content_box
 from ..model.mobilenet import INPUT_SIZE
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ MIN_DECODED_SHARE = 0.9
 _BORDER_PROBE_WIDTH = 160
 _MP4_AUDIO = ("aac", "mp3")
 _FALLBACK_FPS = 24  # frames per second assumed of a video whose rate ffprobe does not know
+# The moment track's quality (x264's CRF, preset veryfast): see benchmarks/README.md, "The exact moment".
+MOMENT_CRF = 22
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,9 @@ def preview_height(info: VideoInfo, wanted: int) -> int:
 
 class FrameSampler:
     """Decodes a video once: streams frames sampled at `fps` (cropped, squashed to `size` x `size`, by default the
-    CNN input) through a pipe while the same ffmpeg process writes the web preview mp4 (when `preview` is given)."""
+    CNN input) through a pipe while the same ffmpeg process writes the web preview mp4 (when `preview` is given)
+    and the moment track (when `moments` is given: the picture inside the black bars, grey, MOMENT_WIDTH wide, at
+    the video's own frame rate, which search decodes for a scene's exact moment)."""
 
     def __init__(
         self,
@@ -228,9 +232,11 @@ class FrameSampler:
         preview: Path | None = None,
         size: int = INPUT_SIZE,
         queue_size: int = 256,
+        *,
+        moments: Path | None = None,
     ):
         self.path, self.info, self.crop = video.path, video.info, video.crop
-        self.fps, self.preview, self.size = fps, preview, size
+        self.fps, self.preview, self.moments, self.size = fps, preview, moments, size
         self.settings = media
         self.frames_read = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -239,10 +245,15 @@ class FrameSampler:
 
     @classmethod
     def from_settings(
-        cls, media: MediaSettings, video: OpenedVideo, preview: Path | None = None, size: int = INPUT_SIZE
+        cls,
+        media: MediaSettings,
+        video: OpenedVideo,
+        preview: Path | None = None,
+        size: int = INPUT_SIZE,
+        moments: Path | None = None,
     ) -> FrameSampler:
         """The sampler `process` uses: media.sample_fps and the configured preview encoding."""
-        return cls(video, media.sample_fps, media, preview if media.preview else None, size)
+        return cls(video, media.sample_fps, media, preview if media.preview else None, size, moments=moments)
 
     def command(self) -> list[str]:
         s = self.settings
@@ -254,35 +265,31 @@ class FrameSampler:
         if s.skip_loop_filter:  # deblocking is invisible after downscaling and costs a fifth of decoding
             cmd += ["-skip_loop_filter", "all"]
         cmd += ["-i", str(self.path)]
-        if self.preview is None:
-            cmd += ["-filter_complex", f"[0:v:0]{sample}[f]"]
-        else:
+        # A keyframe every second: a search's exact moment (query/refine.py) and a preview clip decode from the
+        # keyframe before their start, at most one second of frames (3-7% larger previews).
+        keyframes = ["-g", str(max(1, round(self.info.fps or _FALLBACK_FPS)))]
+        branches, outputs = [f"{sample}[f]"], []
+        if self.preview is not None:
             height = preview_height(self.info, s.preview_height)
-            cmd += [
-                "-filter_complex",
-                f"[0:v:0]split=2[a][b];[a]scale=-2:{height}:flags=fast_bilinear,format=yuv420p[p];[b]{sample}[f]",
-                "-map",
-                "[p]",
-                "-map",
-                "0:a:0?",
-                "-c:v",
-                "libx264",
-                "-preset",
-                s.preview_preset,
-                "-tune",
-                "animation",
-                "-crf",
-                str(s.preview_crf),
-                # A keyframe every second: a search's exact moment (query/refine.py) and a preview clip decode
-                # from the keyframe before their start, at most one second of frames (3-7% larger previews).
-                "-g",
-                str(max(1, round(self.info.fps or _FALLBACK_FPS))),
-            ]
+            branches.append(f"scale=-2:{height}:flags=fast_bilinear,format=yuv420p[p]")
+            outputs += ["-map", "[p]", "-map", "0:a:0?", "-c:v", "libx264", "-preset", s.preview_preset]
+            outputs += ["-tune", "animation", "-crf", str(s.preview_crf), *keyframes]
             # Audio browsers play in mp4 is copied (free); anything else is encoded to AAC (~2% of decode time).
-            cmd += (
+            outputs += (
                 ["-c:a", "copy"] if self.info.audio_codec in _MP4_AUDIO else ["-c:a", "aac", "-b:a", "96k", "-ac", "2"]
             )
-            cmd += ["-movflags", "+faststart", "-f", "mp4", str(self.preview)]
+            outputs += ["-movflags", "+faststart", "-f", "mp4", str(self.preview)]
+        if self.moments is not None:
+            inside = f"{crop_filter(self.crop)}," if self.crop else ""
+            branches.append(f"{inside}scale={MOMENT_WIDTH}:-2:flags=area,format=gray[m]")
+            outputs += ["-map", "[m]", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(MOMENT_CRF), *keyframes]
+            outputs += ["-movflags", "+faststart", "-f", "mp4", str(self.moments)]
+        if len(branches) == 1:
+            graph = f"[0:v:0]{branches[0]}"
+        else:
+            labels = [f"[v{i}]" for i in range(len(branches))]
+            graph = ";".join([f"[0:v:0]split={len(branches)}{''.join(labels)}", *map("".join, zip(labels, branches))])
+        cmd += ["-filter_complex", graph, *outputs]
         cmd += ["-map", "[f]", "-f", "rawvideo", "-"]
         return cmd
 

@@ -1,19 +1,24 @@
 """The exact moment: after search has found a scene, compare the query with every frame around it, decoded at
-full frame rate from the episode's preview, and report the frame on screen and the span that shows the same
-picture.
+full frame rate from the episode's moment track (or, for episodes indexed before there was one, its preview), and
+report the frame on screen and the span that shows the same picture.
 
 The index holds a few frames per second, and near-duplicates only once with the span they cover, so a scene's
 stored frames place a moment to within a second or more. Frames of one scene differ by motion, not content, so
 plain pixels tell them apart once the query is laid over the frame: the query's grey picture, taken as the whole
 frame (or, failing that, placed as a mild crop of the frame search matched), scores every decoded frame by
 normalised cross-correlation. Decoding runs in this process (PyAV): starting an ffmpeg program costs more
-than the whole refinement.
+than the whole refinement. The moment track `process` writes is already grey and small (MOMENT_WIDTH wide), so a
+second of it decodes in about a millisecond, a seventh of the preview's time, and its readers stay open between
+searches (ReaderPool), since opening a long episode's file costs more than reading a second of it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +26,13 @@ import av
 import cv2
 import numpy as np
 
+from ..imaging import MOMENT_WIDTH
+
 log = logging.getLogger(__name__)
 
-# Decoded frames are compared this wide: motion between neighbouring frames shows, and a second of frames
-# compares in a millisecond.
-REFINE_WIDTH = 160
+# Decoded frames are compared this wide, the moment track's width: motion between neighbouring frames shows, and a
+# second of frames compares in a millisecond.
+REFINE_WIDTH = MOMENT_WIDTH
 # A query this poorly matched by its best placement is not the scene's picture seen plainly: the search's own
 # moment is kept.
 MIN_PLACEMENT_SCORE = 0.5
@@ -94,7 +101,7 @@ class FrameReader:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.container.close()
+        self.close()
 
     def read(self, start: float, end: float) -> tuple[list[float], list[np.ndarray]]:
         """The frames shown from `start` to `end` (seconds), with their times."""
@@ -136,8 +143,58 @@ class FrameReader:
             x, y = round(c.x * w), round(c.y * h)
             luma = luma[y : y + max(1, round(c.h * h)), x : x + max(1, round(c.w * w))]
         h, w = luma.shape
+        if w == REFINE_WIDTH:  # a moment track: the picture alone, at this size already
+            return luma.astype(np.float32)
         size = (REFINE_WIDTH, max(2, round(REFINE_WIDTH * h / w)))
         return cv2.resize(np.ascontiguousarray(luma), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class ReaderPool:
+    """FrameReaders kept open for later searches of the same video (at most `size` idle ones, the least recently
+    used closed first): opening a long episode's file costs more than reading a second of it. Each reader serves
+    one search at a time; searches of one video at once each get their own."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._idle: OrderedDict[int, tuple[tuple, FrameReader]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._taken = 0
+
+    @contextmanager
+    def reader(self, video: Path, crop: Crop | None) -> Iterator[FrameReader]:
+        """An open reader of the video: an idle one, else a new one; kept for later unless reading it failed."""
+        info = video.stat()
+        # A file replaced under the same name (an episode re-encoded in the library) is another file.
+        key = (str(video), info.st_ino, info.st_size, info.st_mtime_ns, crop)
+        with self._lock:
+            ticket = next((t for t, (k, _) in reversed(self._idle.items()) if k == key), None)
+            reader = self._idle.pop(ticket)[1] if ticket is not None else None
+        if reader is None:
+            reader = FrameReader(video, crop)
+        try:
+            yield reader
+        except BaseException:
+            reader.close()
+            raise
+        with self._lock:
+            self._taken += 1
+            self._idle[self._taken] = (key, reader)
+            while len(self._idle) > self.size:
+                self._idle.popitem(last=False)[1][1].close()
+
+    @property
+    def idle(self) -> int:
+        """How many readers are open and free."""
+        return len(self._idle)
+
+    def close(self) -> None:
+        """Close every idle reader."""
+        with self._lock:
+            while self._idle:
+                self._idle.popitem()[1][1].close()
 
 
 def grey_query(query_rgb: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
@@ -147,8 +204,9 @@ def grey_query(query_rgb: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarra
     qh, qw = query_rgb.shape[:2]
     fit = min(fw / qw, fh / qh)
     size = (max(1, min(fw, round(qw * fit))), max(1, min(fh, round(qh * fit))))
-    small = cv2.resize(np.ascontiguousarray(query_rgb), size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # Grey first: shrinking one channel costs half of shrinking three, for the same picture.
+    grey = cv2.cvtColor(np.ascontiguousarray(query_rgb), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -228,11 +286,12 @@ class _Frames:
     def nearest(self) -> int:
         return int(np.argmin(np.abs(np.asarray(self.times) - self.near)))
 
-    def scores(self, placement: Placement) -> np.ndarray:
-        """Every frame's score under the placement, frames read further while the best is at an end of those
-        held (the better ones lie beyond) or is no plain likeness (the query's frame lies further away)."""
+    def scores(self, placement: Placement, held_scores: np.ndarray | None = None) -> np.ndarray:
+        """Every frame's score under the placement (given for the frames held, or computed), frames read further
+        while the best is at an end of those held (the better ones lie beyond) or is no plain likeness (the
+        query's frame lies further away)."""
         reader, half = self.reader, self.reader.frame_s / 2
-        scores = correlations(self.frames, placement)
+        scores = correlations(self.frames, placement) if held_scores is None else held_scores
         while True:
             best = int(np.argmax(scores))
             unsure = scores[best] < ACCEPT_SCORE
@@ -312,8 +371,10 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
     # a zoom any later frame is also a crop of an earlier one: the whole-frame reading is the one to trust.
     grey = grey_query(query_rgb, shape)  # shrunk once; its mirror is the small copy flipped
     greys = [(g, _whole(g, shape)) for g in (grey, np.ascontiguousarray(grey[:, ::-1]))]
-    placement = max((whole for _, whole in greys), key=lambda p: float(correlations(held.frames, p).max()))
-    scores = held.scores(placement)
+    placement, scores = max(
+        ((whole, correlations(held.frames, whole)) for _, whole in greys), key=lambda found: float(found[1].max())
+    )
+    scores = held.scores(placement, scores)
     if scores.max() < ACCEPT_SCORE:
         cropped = _as_crop(greys, held)
         if cropped is None:
@@ -335,11 +396,11 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
 
 
 def find_moment(
-    video: Path, crop: Crop | None, query_rgb: np.ndarray, near: float, lo: float, hi: float
+    readers: ReaderPool, video: Path, crop: Crop | None, query_rgb: np.ndarray, near: float, lo: float, hi: float
 ) -> Moment | None:
-    """exact_moment on a video file; None (and a warning logged) when the file cannot be read."""
+    """exact_moment on a video file (a reader from the pool); None (and a warning logged) when it cannot be read."""
     try:
-        with FrameReader(video, crop) as reader:
+        with readers.reader(video, crop) as reader:
             return exact_moment(query_rgb, reader, near, lo, hi)
     except (av.FFmpegError, OSError, ValueError) as exc:
         log.warning("exact moment: cannot read %s (%s)", video, exc)

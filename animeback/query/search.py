@@ -17,7 +17,7 @@ from ..stores import EpisodeRecord, EpisodeStatus, Hit, Repeat, SegmentKind
 from ..stores.catalogue import whole_frame_id
 from ..stores.rpc import AnyCatalogue
 from .decode import decode_query
-from .refine import Crop, Moment, find_moment
+from .refine import Crop, Moment, ReaderPool, find_moment
 from .regions import QueryRegion, first_regions, further_regions, window_aspects
 
 # Scenes less similar than this get no exact moment: the default model's 1% false-match threshold is 0.75
@@ -232,6 +232,7 @@ class Searcher:
         self.index = index
         self.settings = settings or index.settings.search
         self.vectors_per_frame = index.parameters().vectors_per_frame
+        self.readers = ReaderPool()  # of the videos the exact moment is read from
 
     def series_folders(self, series: str) -> list[str]:
         """The series folders a filter names: those with that integer id (AniList's or the catalogue's) when it is
@@ -294,28 +295,33 @@ class Searcher:
         kinds = [r.kind for r in repeats]
         return match.moved_to(first, segment=max(set(kinds), key=kinds.count), occurrences=others)
 
-    def _frames_source(self, record: EpisodeRecord) -> Path | None:
-        """The video whose frames give a scene's exact moment: the episode's preview, else its own file."""
+    def _frames_source(self, record: EpisodeRecord) -> tuple[Path, Crop | None] | None:
+        """The video whose frames give a scene's exact moment, with the picture's place in it: the episode's moment
+        track (the picture alone), else (an episode indexed before there were moment tracks) its preview, else its
+        own file, both inside the black bars its record gives."""
         settings = self.index.settings
+        if record.moments and (track := settings.preview_path(record.moments)).is_file():
+            return track, None
+        crop = None
+        if record.crop and record.width and record.height:
+            x, y, w, h = record.crop
+            crop = Crop(x / record.width, y / record.height, w / record.width, h / record.height)
         for video in (
             settings.preview_path(record.preview) if record.preview else None,
             settings.library_path / record.relpath,
         ):
             if video is not None and video.is_file():
-                return video
+                return video, crop
         return None
 
     def _exact_moment(self, match: SceneMatch, record: EpisodeRecord, picture: np.ndarray) -> Moment | None:
         """The frame on screen and the span showing the same picture, for a scene search found (None: keep the
         stored frames' moment, for a video that cannot be read or a picture that cannot be placed on it)."""
-        video = self._frames_source(record)
-        if video is None:
+        source = self._frames_source(record)
+        if source is None:
             return None
-        crop = None
-        if record.crop and record.width and record.height:
-            x, y, w, h = record.crop
-            crop = Crop(x / record.width, y / record.height, w / record.width, h / record.height)
-        return find_moment(video, crop, picture, match.at, match.start, match.end)
+        video, crop = source
+        return find_moment(self.readers, video, crop, picture, match.at, match.start, match.end)
 
     def _search_regions(self, regions: list[QueryRegion], series: Sequence[str] | None) -> list[list[Hit]]:
         """The nearest frames of each region's picture."""

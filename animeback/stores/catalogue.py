@@ -62,6 +62,7 @@ class EpisodeRecord:
     height: int = 0
     crop: list | None = None
     preview: str | None = None
+    moments: str | None = None  # its moment track, "previews/<id>.moments.mp4" (None in records made before)
     frames_sampled: int = 0
     frames_kept: int = 0
     vectors: int = 0  # frames_kept, or five times as many with features.half_frames (0 in records made before),
