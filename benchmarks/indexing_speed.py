@@ -6,7 +6,8 @@ and the throughput of each stage.
 The input is Big Buck Bunny's first 30 s (shared clips) upscaled to 1920x1080 H.264 and looped to --minutes,
 made once into benchmarks/results/. The floor is `ffmpeg -i input -map 0:v -f null -` (best of 3).
 `process` is timed in-process, from the start of `process_library` to its end (model already loaded), and as
-the whole CLI command for reference. --half-frames indexes with features.half_frames (entries for the halves of
+the whole CLI command for reference. The ffmpeg stage is then run alone three ways, interleaved: sampling only,
+with the preview, with the preview and the moment track. --half-frames indexes with features.half_frames (entries for the halves of
 every kept frame too).
 """
 
@@ -116,8 +117,22 @@ def main() -> None:
         fps = settings.media.sample_fps
         frames = []
         opened = OpenedVideo(video, info, None)
-        sample_only = timed(lambda: frames.extend(FrameSampler(opened, fps, settings.media)))
-        with_preview = timed(lambda: list(FrameSampler(opened, fps, settings.media, tmp / "p.mp4")))
+        frames.extend(FrameSampler(opened, fps, settings.media))
+        # The one ffmpeg's outputs, interleaved (A B C, A B C, A B C): what the preview and the moment track add.
+        variants = {
+            "sample": lambda: list(FrameSampler(opened, fps, settings.media)),
+            "+preview": lambda: list(FrameSampler(opened, fps, settings.media, tmp / "p.mp4")),
+            "+preview+moments": lambda: list(
+                FrameSampler(opened, fps, settings.media, tmp / "p.mp4", moments=tmp / "m.mp4")
+            ),
+        }
+        stage_times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(3):
+            for name, run in variants.items():
+                stage_times[name].append(timed(run))
+        sample_only = float(np.median(stage_times["sample"]))
+        moment_bytes = (tmp / "m.mp4").stat().st_size
+        preview_bytes = (tmp / "p.mp4").stat().st_size
         pixels = np.stack([f.pixels for f in frames])
         hashing = timed(lambda: [phash64(p) for p in pixels])
         embedder.embed(pixels[:32])
@@ -137,9 +152,15 @@ def main() -> None:
     )
     print(f"process (whole CLI command, incl. ~5 s start-up): {cli:.1f} s = {cli / decode:.2f}x the floor")
     print(
-        f"stages at sample_fps={fps:g}: decode+sample {n / sample_only:.0f} frames/s ({sample_only:.1f} s); "
-        f"decode+sample+preview {with_preview:.1f} s; pHash {n / hashing:.0f} frames/s; "
-        f"CNN+PCA {n / cnn:.0f} frames/s; Milvus Lite insert {n / insert:.0f} rows/s"
+        f"stages at sample_fps={fps:g}: decode+sample {n / sample_only:.0f} frames/s; pHash {n / hashing:.0f} "
+        f"frames/s; CNN+PCA {n / cnn:.0f} frames/s; Milvus Lite insert {n / insert:.0f} rows/s"
+    )
+    print("one ffmpeg, interleaved 3 times: median (min-max) s")
+    for name, times in stage_times.items():
+        print(f"  {name:<18} {np.median(times):6.1f} ({min(times):.1f}-{max(times):.1f})")
+    print(
+        f"preview {preview_bytes / info.duration / 1000:.1f} KB/s of video, moment track "
+        f"{moment_bytes / info.duration / 1000:.1f} KB/s ({moment_bytes / preview_bytes:.0%} of the preview)"
     )
 
 

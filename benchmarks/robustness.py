@@ -18,7 +18,8 @@ Every query is searched by every method in turn (A B C, A B C, ...), so the mach
 The moment table then gives, of each method's right answers above its threshold, |at - t| percentiles, the share
 that is exact (`at` within 0.5 s of the true time, or showing the same picture: every frame of the clips decoded
 small and grey, mean difference under 2 of 255) and the from..to width of queries outside still shots (the
-picture changes within 0.5 s of t); `--also-with search.refine=0` adds the search without the exact moment.
+picture changes within 0.5 s of t), then the exact share of each distortion; `--also-with search.refine=0` adds
+the search without the exact moment.
 """
 
 from __future__ import annotations

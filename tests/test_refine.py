@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import math
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -184,3 +185,23 @@ def test_frames_of_a_gif_episode_are_read_in_grey_too(tmp_path):
         np.float32,
     )
     assert np.ptp(shown) > 50 and float(np.abs(frames[0] - shown).mean()) < 12
+
+
+def test_a_picture_shown_again_and_again_gets_a_from_to_over_every_showing(tmp_path):
+    # An animation cycle: the same half second of frames four times over. Any showing may be the moment.
+    cycle = tmp_path / "cycle.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=0.5", str(cycle)],
+        check=True,
+    )
+    video = tmp_path / "looped.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-stream_loop", "3", "-i", str(cycle), "-g", "24", "-bf", "0", str(video)],
+        check=True,
+    )
+    rgb = _shot(video, 1.2, tmp_path)
+    with FrameReader(video, None) as reader:
+        found = exact_moment(rgb, reader, 1.45, 0.0, 2.0)
+    showings = [_shown(1.2) + k * 0.5 for k in (-2, -1, 0, 1)]
+    assert found is not None and min(abs(found.at - shown) for shown in showings) <= 1e-3
+    assert found.start <= showings[0] + 1e-3 and found.end >= showings[-1], found

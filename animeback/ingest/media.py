@@ -26,7 +26,7 @@ MIN_DECODED_SHARE = 0.9
 _BORDER_PROBE_WIDTH = 160
 _MP4_AUDIO = ("aac", "mp3")
 _FALLBACK_FPS = 24  # frames per second assumed of a video whose rate ffprobe does not know
-# The moment track's quality (x264's CRF, preset veryfast): see benchmarks/README.md, "The exact moment".
+# The moment track's quality (x264's CRF): see benchmarks/README.md, "The exact moment".
 MOMENT_CRF = 22
 
 
@@ -282,7 +282,9 @@ class FrameSampler:
         if self.moments is not None:
             inside = f"{crop_filter(self.crop)}," if self.crop else ""
             branches.append(f"{inside}scale={MOMENT_WIDTH}:-2:flags=area,format=gray[m]")
-            outputs += ["-map", "[m]", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(MOMENT_CRF), *keyframes]
+            # fastdecode (no CABAC, no deblocking): search decodes it 40% faster, for 4% more bytes.
+            outputs += ["-map", "[m]", "-c:v", "libx264", "-preset", "veryfast", "-tune", "fastdecode"]
+            outputs += ["-crf", str(MOMENT_CRF), *keyframes]
             outputs += ["-movflags", "+faststart", "-f", "mp4", str(self.moments)]
         if len(branches) == 1:
             graph = f"[0:v:0]{branches[0]}"

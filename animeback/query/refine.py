@@ -37,12 +37,16 @@ REFINE_WIDTH = MOMENT_WIDTH
 # moment is kept.
 MIN_PLACEMENT_SCORE = 0.5
 # Decoded frames scoring within this of the best show the same picture (a still shot's frames score within
-# about 0.001 of each other through the preview's compression; a moving shot's neighbours differ by more).
+# about 0.001 of each other through the track's compression; a moving shot's neighbours differ by more).
 SAME_PICTURE = 0.004
 # The best frame must score this well to be taken for the query's (clean, recompressed, tinted or subtitled
 # queries of their own frame score 0.9-1.0); below it the stored frames' moment is kept.
 ACCEPT_SCORE = 0.9
-CROP_ACCEPT_SCORE = 0.95
+# A query placed as a crop: a crop placed nearly right on a frame of a slow zoom or pan peaked at 0.95-0.96 there,
+# seconds from its own frame (benchmarks/README.md).
+CROP_ACCEPT_SCORE = 0.97
+# An orientation (the query or its mirror) this much more like the frames as a whole is the one placed as a crop.
+ORIENTATION_MARGIN = 0.1
 _PASSES = 3  # placements on the best frame so far, until the place found no longer moves
 # The query may be a crop: it is tried at these shares of the frame's size (its shape kept), then finer around
 # the best. Mild crops only (down to about 85% of the frame's side): a smaller crop finds a likeness on many
@@ -286,10 +290,12 @@ class _Frames:
     def nearest(self) -> int:
         return int(np.argmin(np.abs(np.asarray(self.times) - self.near)))
 
-    def scores(self, placement: Placement, held_scores: np.ndarray | None = None) -> np.ndarray:
+    def scores(
+        self, placement: Placement, held_scores: np.ndarray | None = None, whole_reach: bool = False
+    ) -> np.ndarray:
         """Every frame's score under the placement (given for the frames held, or computed), frames read further
         while the best is at an end of those held (the better ones lie beyond) or is no plain likeness (the
-        query's frame lies further away)."""
+        query's frame lies further away), or, with whole_reach, until the scene's reach is read."""
         reader, half = self.reader, self.reader.frame_s / 2
         scores = correlations(self.frames, placement) if held_scores is None else held_scores
         while True:
@@ -298,8 +304,8 @@ class _Frames:
             # No likeness yet: read on only within UNSURE_REACH_S, since a false match would read the most.
             lo_limit = max(self.reach_lo, self.near - UNSURE_REACH_S) if unsure else self.reach_lo
             hi_limit = min(self.reach_hi, self.near + UNSURE_REACH_S) if unsure else self.reach_hi
-            later = (best == len(scores) - 1 or unsure) and self.times[-1] < hi_limit - half
-            earlier = (best == 0 or unsure) and self.times[0] > lo_limit + half
+            later = (best == len(scores) - 1 or unsure or whole_reach) and self.times[-1] < hi_limit - half
+            earlier = (best == 0 or unsure or whole_reach) and self.times[0] > lo_limit + half
             if later and earlier:  # unsure: the nearer side first
                 later = self.times[-1] - self.near <= self.near - self.times[0]
             if not (later or earlier):
@@ -328,13 +334,16 @@ class _Frames:
                 self.times, self.frames, scores = times + self.times, frames + self.frames, np.append(more, scores)
 
 
-def _as_crop(greys: list[tuple[np.ndarray, Placement]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
-    """The query taken as a crop of a frame (each grey orientation with its whole-frame placement): placed on the
-    frame search matched, or on the frame most like it as a whole when it fits there poorly, then again on the
-    best frame until the place no longer moves (a zoom or pan makes the query look like a crop of its
+def _as_crop(greys: list[tuple[np.ndarray, Placement, float]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
+    """The query taken as a crop of a frame (each grey orientation with its whole-frame placement and score): placed
+    on the frame search matched, or on the frame most like it as a whole when it fits there poorly, then again on
+    the best frame until the place no longer moves (a zoom or pan makes the query look like a crop of its
     neighbours; it fits its own best)."""
+    greys = sorted(greys, key=lambda oriented: -oriented[2])
+    if len(greys) == 2 and greys[0][2] - greys[1][2] >= ORIENTATION_MARGIN:
+        greys = greys[:1]  # the crop's orientation is plain from the whole frame's likeness already
     found: tuple[Placement, np.ndarray] | None = None
-    for grey, whole in greys:
+    for grey, whole, _ in greys:
         placement = place_query(grey, held.frames[held.nearest()])
         if placement is None or placement.score < MIN_PLACEMENT_SCORE:
             placement = place_query(grey, held.frames[int(np.argmax(correlations(held.frames, whole)))])
@@ -370,10 +379,15 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
     # the CNN's vector hardly changes under the flip, but pixels do). Most screenshots are whole frames, and in
     # a zoom any later frame is also a crop of an earlier one: the whole-frame reading is the one to trust.
     grey = grey_query(query_rgb, shape)  # shrunk once; its mirror is the small copy flipped
-    greys = [(g, _whole(g, shape)) for g in (grey, np.ascontiguousarray(grey[:, ::-1]))]
-    placement, scores = max(
-        ((whole, correlations(held.frames, whole)) for _, whole in greys), key=lambda found: float(found[1].max())
-    )
+    greys: list[tuple[np.ndarray, Placement, float]] = []  # each orientation, as a whole frame, and its best score
+    for oriented in (grey, np.ascontiguousarray(grey[:, ::-1])):
+        whole = _whole(oriented, shape)
+        whole_scores = correlations(held.frames, whole)
+        greys.append((oriented, whole, float(whole_scores.max())))
+        if len(greys) == 1 or greys[-1][2] > greys[0][2]:
+            placement, scores = whole, whole_scores
+        if greys[-1][2] >= ACCEPT_SCORE:
+            break  # plainly the picture: its mirror need not be tried
     scores = held.scores(placement, scores)
     if scores.max() < ACCEPT_SCORE:
         cropped = _as_crop(greys, held)
@@ -381,13 +395,22 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
             return None
         placement, scores = cropped
     best = int(np.argmax(scores))
+    as_whole = placement.scale == 1.0 and placement.x == placement.y == 0
     # A crop's place is free, so it finds some likeness on many frames: it must fit better to be believed.
-    if scores[best] < (
-        ACCEPT_SCORE if placement.scale == 1.0 and placement.x == placement.y == 0 else CROP_ACCEPT_SCORE
-    ):
+    if scores[best] < (ACCEPT_SCORE if as_whole else CROP_ACCEPT_SCORE):
         return None  # no frame is plainly the query's picture (a caption over it, a photo at an angle)
+    if not as_whole:
+        # Placed only nearly right, a crop fits a slow zoom's or pan's frames seconds from its own almost as well:
+        # its best frame is `at`, and the scene's span stays.
+        return Moment(held.times[best], lo, hi)
     first, last = _same_run(scores, best)
-    times = held.times
+    if np.count_nonzero(scores >= scores[best] - SAME_PICTURE) > last - first + 1:
+        # The same picture again further off (an animation cycle, a drawing held twice): any of its showings may
+        # be the moment, so all of the scene's reach is read and from..to spans every one.
+        scores = held.scores(placement, scores, whole_reach=True)
+        best = int(np.argmax(scores))
+    times, same = held.times, np.flatnonzero(scores >= scores[best] - SAME_PICTURE)
+    first, last = int(same[0]), int(same[-1])
     # The same picture up to an end of what was read, short of the scene's: a still shot, which the stored frames
     # (near-duplicates kept once, with the span they cover) say goes on to the scene's end.
     start = lo if first == 0 and times[0] > lo + reader.frame_s else times[first]
