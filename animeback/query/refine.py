@@ -267,17 +267,6 @@ def correlations(frames: list[np.ndarray], placement: Placement) -> np.ndarray:
     return scores
 
 
-def _same_run(scores: np.ndarray, best: int) -> tuple[int, int]:
-    """The first and last index of the frames around `best` scoring within SAME_PICTURE of it."""
-    same = scores >= scores[best] - SAME_PICTURE
-    first = last = best
-    while first > 0 and same[first - 1]:
-        first -= 1
-    while last < len(scores) - 1 and same[last + 1]:
-        last += 1
-    return first, last
-
-
 class _Frames:
     """The frames read so far around search's moment, read further on demand within the scene's reach."""
 
@@ -403,8 +392,8 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
         # Placed only nearly right, a crop fits a slow zoom's or pan's frames seconds from its own almost as well:
         # its best frame is `at`, and the scene's span stays.
         return Moment(held.times[best], lo, hi)
-    first, last = _same_run(scores, best)
-    if np.count_nonzero(scores >= scores[best] - SAME_PICTURE) > last - first + 1:
+    same = np.flatnonzero(scores >= scores[best] - SAME_PICTURE)
+    if same[-1] - same[0] + 1 > len(same):
         # The same picture again further off (an animation cycle, a drawing held twice): any of its showings may
         # be the moment, so all of the scene's reach is read and from..to spans every one.
         scores = held.scores(placement, scores, whole_reach=True)
