@@ -102,6 +102,9 @@ def test_a_still_shot_is_answered_with_its_whole_extent(indexed, library_templat
     assert best.filename == NAME
     assert start - 0.5 <= best.start <= t <= best.end <= end + 0.5
     assert best.end - best.start >= (end - start) - 1.0, (start, end, best.start, best.end)
+    # Every frame of the still ties: `at` is the one nearest the stored frames' moment, not the still's first frame
+    plain = _searcher(index, 0).search(_shot(library_template / SERIES / NAME, t, tmp_path)).matches[0]
+    assert abs(best.at - plain.at) <= 0.1 and best.at - best.start > 0.5, (best.start, best.at, plain.at)
 
 
 def test_exact_moment_on_the_preview_finds_a_frame_between_the_stored_ones(tmp_path):

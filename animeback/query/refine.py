@@ -276,8 +276,17 @@ class _Frames:
         self.times, self.frames = reader.read(max(lo, near - WINDOW_S), min(hi, near + WINDOW_S))
         self.at_end = True  # the decoder is just past the last frame held (not after a seek back)
 
-    def nearest(self) -> int:
-        return int(np.argmin(np.abs(np.asarray(self.times) - self.near)))
+    def nearest(self, among: np.ndarray | None = None) -> int:
+        """The frame held nearest search's moment (of the indices among, when given)."""
+        indices = np.arange(len(self.times)) if among is None else among
+        return int(indices[np.argmin(np.abs(np.asarray(self.times)[indices] - self.near))])
+
+    def best(self, scores: np.ndarray) -> tuple[int, np.ndarray]:
+        """The frame `at` names and every frame showing the same picture: of those scoring within SAME_PICTURE of
+        the best, the one nearest search's moment (a still shot's frames tie; any would do, this one agrees with
+        the stored frames)."""
+        same = np.flatnonzero(scores >= scores.max() - SAME_PICTURE)
+        return self.nearest(same), same
 
     def scores(
         self, placement: Placement, held_scores: np.ndarray | None = None, whole_reach: bool = False
@@ -383,22 +392,21 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
         if cropped is None:
             return None
         placement, scores = cropped
-    best = int(np.argmax(scores))
+    best, same = held.best(scores)
     as_whole = placement.scale == 1.0 and placement.x == placement.y == 0
     # A crop's place is free, so it finds some likeness on many frames: it must fit better to be believed.
-    if scores[best] < (ACCEPT_SCORE if as_whole else CROP_ACCEPT_SCORE):
+    if scores.max() < (ACCEPT_SCORE if as_whole else CROP_ACCEPT_SCORE):
         return None  # no frame is plainly the query's picture (a caption over it, a photo at an angle)
     if not as_whole:
         # Placed only nearly right, a crop fits a slow zoom's or pan's frames seconds from its own almost as well:
         # its best frame is `at`, and the scene's span stays.
         return Moment(held.times[best], lo, hi)
-    same = np.flatnonzero(scores >= scores[best] - SAME_PICTURE)
     if same[-1] - same[0] + 1 > len(same):
         # The same picture again further off (an animation cycle, a drawing held twice): any of its showings may
         # be the moment, so all of the scene's reach is read and from..to spans every one.
         scores = held.scores(placement, scores, whole_reach=True)
-        best = int(np.argmax(scores))
-    times, same = held.times, np.flatnonzero(scores >= scores[best] - SAME_PICTURE)
+        best, same = held.best(scores)
+    times = held.times
     first, last = int(same[0]), int(same[-1])
     # The same picture up to an end of what was read, short of the scene's: a still shot, which the stored frames
     # (near-duplicates kept once, with the span they cover) say goes on to the scene's end.

@@ -16,12 +16,12 @@ import json
 import logging
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from ..errors import AnimeBackError, IndexBusyError, StoreUnavailableError, WriteForbiddenError
+from .milvus_client import milvus_client_class
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,7 @@ class MilvusValues:
     write is seen within Milvus's few seconds of grace); the indexing node's store host writes it."""
 
     def __init__(self, uri: str, token: str, collection: str, writable: bool = False, timeout_s: float = 10.0):
-        with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            from pymilvus import MilvusClient
+        MilvusClient = milvus_client_class()
         self.uri, self.collection, self.writable, self.timeout_s = uri, collection, writable, timeout_s
         self._cache: dict[tuple, tuple[float, Any]] = {}  # (kind, what) -> (expiry, value): a web node's reads
         self._cache_lock = threading.Lock()

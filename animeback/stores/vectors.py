@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import StoreUnavailableError
+from .milvus_client import milvus_client_class
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
 
@@ -128,9 +128,7 @@ class VectorStore:
         return params
 
     def _open(self, uri: str) -> None:
-        with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            from pymilvus import MilvusClient
+        MilvusClient = milvus_client_class()
 
         try:
             client = MilvusClient(uri=uri, token=self._token)
