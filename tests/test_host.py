@@ -12,6 +12,7 @@ from multiprocessing import AuthenticationError, Pipe
 from multiprocessing.connection import Client
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from animeback.errors import AnimeBackError, SourceError, StoreUnavailableError
@@ -27,6 +28,7 @@ from animeback.stores.rpc import (
     encode_error,
     exposed_methods,
 )
+from animeback.stores.vectors import FrameRow, VectorStore
 from tests.conftest import make_settings
 from tests.servers import process_running
 
@@ -194,6 +196,33 @@ def test_a_host_killed_mid_call_gives_a_clean_503_and_the_next_call_heals(tmp_pa
         assert fresh.host_pid == store.host_pid and fresh.catalogue.episodes() == []
     finally:
         fresh.close()
+        store.close()
+
+
+def test_every_vector_call_on_a_milvus_that_went_away_is_a_clean_503(tmp_path):
+    """Each call process makes (insert, delete, count, flush, the episode scan, search) reports a store host that
+    died with its Milvus Lite as one StoreUnavailableError, never as pymilvus's own exception."""
+    settings = _settings(tmp_path, idle_s=30)
+    store = connect(settings)
+    vectors = VectorStore.from_settings(settings, store.vectors_uri, 8)
+    try:
+        os.kill(store.host_pid, signal.SIGKILL)
+        assert _wait_until(lambda: not _running(store.host_pid), 10)
+        row = FrameRow(1, 1, "s", 1.0, 0.5, 1.5, np.full(8, 8**-0.5, dtype=np.float32))
+        calls = {
+            "insert": lambda: vectors.insert([row]),
+            "delete": lambda: vectors.delete_episode(1),
+            "count": vectors.count,
+            "flush": vectors.flush,
+            "scan of episodes": vectors.episode_ids,
+            "search": lambda: vectors.search(np.ones((1, 8), dtype=np.float32), 5),
+        }
+        for what, call in calls.items():
+            with pytest.raises(StoreUnavailableError, match=f"Milvus did not answer the {what}") as raised:
+                call()
+            assert raised.value.status == 503
+    finally:
+        vectors.close()
         store.close()
 
 

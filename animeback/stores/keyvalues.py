@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from ..errors import AnimeBackError, IndexBusyError, StoreUnavailableError, WriteForbiddenError
-from .milvus_client import milvus_client_class
+from .milvus_client import milvus_answers, milvus_client_class
 
 log = logging.getLogger(__name__)
 
@@ -157,19 +157,8 @@ class MilvusValues:
             client.create_collection(self.collection, schema=schema, index_params=index)
         client.load_collection(self.collection)
 
-    @contextlib.contextmanager
-    def _answered(self, what: str) -> Iterator[None]:
-        from pymilvus.exceptions import MilvusException
-
-        try:
-            yield
-        except MilvusException as exc:
-            raise StoreUnavailableError(
-                f"Milvus did not answer the catalogue {what} ({exc.message or type(exc).__name__})"
-            ) from None
-
     def _query(self, flt: str, consistency: str = "Bounded") -> list[tuple[bytes, bytes]]:
-        with self._answered("read"):
+        with milvus_answers("the catalogue read"):
             rows = self.client.query(
                 self.collection,
                 filter=flt,
@@ -241,24 +230,25 @@ class MilvusValues:
                 rows.append(
                     {"key": key.hex(), "grp": group.hex(), "value": _encode_value(key, value), "vector": [0, 0]}
                 )
-        with self._answered("write"):
+        with milvus_answers("the catalogue write"):
             for i in range(0, len(rows), BATCH):
                 self.client.upsert(self.collection, rows[i : i + BATCH], timeout=self.timeout_s)
             for i in range(0, len(deleted), BATCH):
                 self.client.delete(self.collection, ids=deleted[i : i + BATCH], timeout=self.timeout_s)
 
     def _all(self) -> Iterator[dict]:
-        iterator = self.client.query_iterator(
-            self.collection, batch_size=1000, filter="", output_fields=["key", "value"], consistency_level="Strong"
-        )
-        while batch := iterator.next():
-            yield from batch
-        iterator.close()
+        with milvus_answers("the catalogue read"):
+            iterator = self.client.query_iterator(
+                self.collection, batch_size=1000, filter="", output_fields=["key", "value"], consistency_level="Strong"
+            )
+            while batch := iterator.next():
+                yield from batch
+            iterator.close()
 
     def publish(self, items: Iterable[tuple[bytes, bytes]], owner: dict) -> tuple[int, int]:
         """Make the published collection hold exactly these items (published keys of the indexing node's store),
         claiming it for `owner` (refused when another installation owns it); returns (written, deleted)."""
-        with self._answered("check"):
+        with milvus_answers("the catalogue check"):
             claimed = self.client.get(self.collection, ids=[OWNER_KEY], output_fields=["value"], timeout=self.timeout_s)
         if claimed:
             holder = json.loads(_decode_value(claimed[0]["value"]))
@@ -269,13 +259,13 @@ class MilvusValues:
                     "move that node's data folder here, or give this one its own milvus.collection"
                 )
         wanted = {key: value for key, value in items if published_group(key) is not None}
-        with self._answered("check"):
+        with milvus_answers("the catalogue check"):
             present = {bytes.fromhex(r["key"]): _decode_value(r["value"]) for r in self._all() if r["key"] != OWNER_KEY}
         writes: Writes = {key: value for key, value in wanted.items() if present.get(key) != value}
         writes.update({key: None for key in present.keys() - wanted.keys()})
         self.write(writes)
         owner_row = {"key": OWNER_KEY, "grp": "", "value": "r" + json.dumps(owner), "vector": [0, 0]}
-        with self._answered("write"):
+        with milvus_answers("the catalogue write"):
             self.client.upsert(self.collection, [owner_row], timeout=self.timeout_s)
         written = sum(v is not None for v in writes.values())
         return written, len(writes) - written

@@ -1,8 +1,12 @@
 """pymilvus's client class, imported once the same way by every store that talks to Milvus."""
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from typing import Any
+
+from ..errors import StoreUnavailableError
 
 
 def milvus_client_class() -> Any:
@@ -15,3 +19,14 @@ def milvus_client_class() -> Any:
     # tracebacks. Set after the import: importing pymilvus configures its logger afresh, at WARNING.
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
     return MilvusClient
+
+
+@contextlib.contextmanager
+def milvus_answers(what: str) -> Iterator[None]:
+    """Turn a pymilvus failure inside the block into StoreUnavailableError saying that Milvus did not answer `what`."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:  # the usual cause: a Milvus that went away (with its store host)
+        raise StoreUnavailableError(f"Milvus did not answer {what} ({exc.message or type(exc).__name__})") from None

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import StoreUnavailableError
-from .milvus_client import milvus_client_class
+from .milvus_client import milvus_answers, milvus_client_class
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
 
@@ -211,48 +211,55 @@ class VectorStore:
 
     def insert(self, rows: list[FrameRow]) -> None:
         """Insert frame rows (in batches Milvus handles well)."""
-        for i in range(0, len(rows), INSERT_BATCH):
-            self.client.insert(
-                self.collection,
-                [
-                    {
-                        "id": r.id,
-                        "episode": r.episode,
-                        "series": r.series,
-                        "time": r.time,
-                        "span_start": r.start,
-                        "span_end": r.end,
-                        "vector": r.vector.tolist(),
-                    }
-                    for r in rows[i : i + INSERT_BATCH]
-                ],
-            )
+        with milvus_answers("the insert"):
+            for i in range(0, len(rows), INSERT_BATCH):
+                self.client.insert(
+                    self.collection,
+                    [
+                        {
+                            "id": r.id,
+                            "episode": r.episode,
+                            "series": r.series,
+                            "time": r.time,
+                            "span_start": r.start,
+                            "span_end": r.end,
+                            "vector": r.vector.tolist(),
+                        }
+                        for r in rows[i : i + INSERT_BATCH]
+                    ],
+                )
 
     def delete_episode(self, episode: int) -> None:
         """Remove every vector of an episode."""
-        self.client.delete(self.collection, filter=f"episode == {int(episode)}")
+        with milvus_answers("the delete"):
+            self.client.delete(self.collection, filter=f"episode == {int(episode)}")
 
     def delete_ids(self, ids: list[int]) -> None:
         """Remove some vectors by id."""
-        for i in range(0, len(ids), INSERT_BATCH):
-            self.client.delete(self.collection, ids=[int(fid) for fid in ids[i : i + INSERT_BATCH]])
+        with milvus_answers("the delete"):
+            for i in range(0, len(ids), INSERT_BATCH):
+                self.client.delete(self.collection, ids=[int(fid) for fid in ids[i : i + INSERT_BATCH]])
 
     def count(self, episode: int | None = None) -> int:
         """Number of vectors, in all or of one episode."""
         flt = "" if episode is None else f"episode == {int(episode)}"
         # Strong: a server answers after every earlier write (its default, Bounded, may not have seen the last ones)
-        result = self.client.query(self.collection, filter=flt, output_fields=["count(*)"], consistency_level="Strong")
+        with milvus_answers("the count"):
+            result = self.client.query(
+                self.collection, filter=flt, output_fields=["count(*)"], consistency_level="Strong"
+            )
         return int(result[0]["count(*)"])
 
     def episode_ids(self) -> set[int]:
         """The distinct episode ids that have vectors (a full scan: for checks, not for serving)."""
         seen: set[int] = set()
-        iterator = self.client.query_iterator(
-            self.collection, batch_size=1000, filter="", output_fields=["episode"], consistency_level="Strong"
-        )
-        while batch := iterator.next():
-            seen.update(int(r["episode"]) for r in batch)
-        iterator.close()
+        with milvus_answers("the scan of episodes"):
+            iterator = self.client.query_iterator(
+                self.collection, batch_size=1000, filter="", output_fields=["episode"], consistency_level="Strong"
+            )
+            while batch := iterator.next():
+                seen.update(int(r["episode"]) for r in batch)
+            iterator.close()
         return seen
 
     def search(
@@ -274,9 +281,7 @@ class VectorStore:
         if exclude_episode is not None:
             conditions.append(f"episode != {int(exclude_episode)}")
         flt = " and ".join(conditions)
-        from pymilvus.exceptions import MilvusException
-
-        try:
+        with milvus_answers("the search"):
             answers = self.client.search(
                 self.collection,
                 data=[v.tolist() for v in vectors],
@@ -288,10 +293,6 @@ class VectorStore:
                 # indexing (outside one episode) must see every episode written before; a query may lag a moment
                 consistency_level="Strong" if exclude_episode is not None else "Bounded",
             )
-        except MilvusException as exc:  # the usual cause: a Milvus that went away (with its store host)
-            raise StoreUnavailableError(
-                f"Milvus did not answer the search ({exc.message or type(exc).__name__})"
-            ) from None
         return [
             [
                 Hit(
@@ -310,12 +311,14 @@ class VectorStore:
 
     def flush(self) -> None:
         """Make written rows durable."""
-        self.client.flush(self.collection)
+        with milvus_answers("the flush"):
+            self.client.flush(self.collection)
 
     def drop(self) -> None:
         """Delete the whole collection and create it empty again."""
-        self.client.drop_collection(self.collection)
-        self._ensure_collection()
+        with milvus_answers("the drop of the vectors"):
+            self.client.drop_collection(self.collection)
+            self._ensure_collection()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a Milvus that is gone already
