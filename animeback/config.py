@@ -58,6 +58,7 @@ class FeatureSettings:
     batch_size: int = 32
     threads: int = 0
     half_frames: bool = False
+    half_entries: str = "float"  # how half-frame entries are stored: "float" vectors, or 256-bit "binary" codes
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ _LIMITS: dict[str, Any] = {
     "repeats.similarity": (0.5, 1.0),
     "features.batch_size": (1, 1024),
     "features.threads": (0, 256),
+    "features.half_entries": ("float", "binary"),
     "milvus.nlist": (1, 65536),
     "milvus.nprobe": (1, 65536),
     "milvus.index_type": ("", "IVF_FLAT", "FLAT", "AUTOINDEX", "IVF_SQ8", "IVF_PQ", "HNSW"),

@@ -29,6 +29,7 @@ class IndexParameters:
 
     model: str
     half_frames: bool
+    half_codes: bool = False  # the halves stored as binary codes (features.half_entries "binary")
 
     @property
     def vectors_per_frame(self) -> int:
@@ -110,11 +111,16 @@ class Index:
     @property
     def model_name(self) -> str:
         """What the index records of how its vectors were made: the model, and whether halves have entries."""
-        return self.embedder.model_name + ("+halves" if self.settings.features.half_frames else "")
+        return self.embedder.model_name + {None: "", False: "+halves", True: "+half-codes"}[self._half_codes()]
+
+    def _half_codes(self) -> bool | None:
+        """None without half-frame entries, else whether they are binary codes."""
+        features = self.settings.features
+        return features.half_entries == "binary" if features.half_frames else None
 
     def configured_parameters(self) -> IndexParameters:
         """The parameters this configuration indexes with."""
-        return IndexParameters(self.model_name, self.settings.features.half_frames)
+        return IndexParameters(self.model_name, self.settings.features.half_frames, bool(self._half_codes()))
 
     def parameters(self) -> IndexParameters:
         """The parameters the index was built with (the configured ones for an empty index)."""

@@ -1,7 +1,8 @@
 """Robust search: top-1 at the 1% false-match threshold, per distortion, for AnimeBack and a colour-layout baseline.
 
     .venv/bin/python benchmarks/robustness.py [--queries 20] [--seed 7] [--holdout tom_and_jerry_trap_happy.mp4] \
-        [--model models/animeback-v2] [--compare-repeats] [--no-halves] [--also-with search.confident=1.0]
+        [--model models/animeback-v2] [--compare-repeats] [--no-halves] [--binary-halves] \
+        [--also-with search.confident=1.0]
 
 Same protocol as accuracy.py (seeded query times per clip, correct = right file and `at` within 1 s or the true
 time inside from..to), with the distortions people really post (benchmarks/common.py ROBUST_DISTORTIONS). For
@@ -12,7 +13,8 @@ entries (features.half_frames), each --model, and the colour-layout baseline. Qu
 drawn again (accuracy.query_frames); the line under the header says which, and whether each method declined
 them. Also prints index bytes per second of video and search latency. --compare-repeats adds the default with
 repeats.enabled off (the clips form one series, so repeat detection runs across all of them: the accuracy
-before and after storing repeated sequences once); --no-halves leaves out the half-frame index.
+before and after storing repeated sequences once); --no-halves leaves out the half-frame index; --binary-halves
+adds it with its halves stored as 256-bit binary codes (features.half_entries "binary").
 
 Every query is searched by every method in turn (A B C, A B C, ...), so the machine's load falls on all alike.
 The moment table then gives, of each method's right answers above its threshold, |at - t| percentiles, the share
@@ -39,6 +41,7 @@ from animeback.config import Settings, updated
 from animeback.model.embedder import Embedder
 from animeback.query.refine import FrameReader
 from animeback.query.search import Searcher
+from animeback.stores.codes import code_bits
 
 
 class ClipFrames:
@@ -89,6 +92,12 @@ def _baseline(index: ColourLayoutIndex):
     return search
 
 
+def _vector_bytes(index) -> int:
+    """Bytes of an index's vectors and codes (float32 vectors, packed codes), without Milvus's costs per row."""
+    codes = index.vectors.count_codes()
+    return (index.vectors.count() - codes) * index.embedder.dim * 4 + codes * code_bits(index.embedder.dim) // 8
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=20)
@@ -107,6 +116,11 @@ def main() -> None:
         help="also measure the default with repeats.enabled off (the clips are one series: nothing should change)",
     )
     parser.add_argument("--no-halves", action="store_true", help="leave out the half-frame entries' index")
+    parser.add_argument(
+        "--binary-halves",
+        action="store_true",
+        help='also measure half-frame entries stored as binary codes (features.half_entries "binary")',
+    )
     add_setting_option(
         parser, "--also-with", "also measure the default with this setting (e.g. search.confident=1.0); repeatable"
     )
@@ -127,6 +141,8 @@ def main() -> None:
         embedders["imagenet-no-repeats"] = (None, {"repeats.enabled": False})
     if not args.no_halves:
         embedders["imagenet+halves"] = (None, {"features.half_frames": True})
+    if args.binary_halves:
+        embedders["imagenet+half-codes"] = (None, {"features.half_frames": True, "features.half_entries": "binary"})
     for key, value in args.also_with:
         embedders[f"imagenet {key}={json.dumps(value)}"] = (None, {key: value})
     for folder in args.model:
@@ -142,7 +158,7 @@ def main() -> None:
             video_seconds = sum(r.duration for r in index_a.catalogue.episodes())
             methods[name] = (
                 _ours(Searcher(index_a)),
-                index_a.vectors.count() * index_a.embedder.dim * 4 / video_seconds,
+                _vector_bytes(index_a) / video_seconds,
             )
             negative_search[name] = _ours(Searcher(index_b))
             declined[name] = sum(

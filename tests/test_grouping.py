@@ -1,8 +1,10 @@
 """Grouping hits into scenes (pure logic on Hit values)."""
 
+import dataclasses
+
 import pytest
 
-from animeback.query.search import HALF_ENTRY_PENALTY, group_hits, merge_variant_hits, moment
+from animeback.query.search import HALF_CODE_PENALTY, HALF_ENTRY_PENALTY, group_hits, merge_variant_hits, moment
 from animeback.stores import Hit
 from animeback.stores.catalogue import MAX_SAMPLES, frame_id, whole_frame_id
 
@@ -35,6 +37,18 @@ def test_a_frames_half_entries_count_as_that_frame():
     assert whole_frame_id(frame_id(7, MAX_SAMPLES - 1, region=4)) < frame_id(8, 0)  # episodes' ranges stay apart
     merged = merge_variant_hits([[hit(left, 7, 14.0, 0.9), hit(whole, 7, 14.0, 0.6)], [hit(top, 7, 14.0, 0.7)]])
     assert [(h.id, h.similarity) for h in merged] == [(whole, pytest.approx(0.9 - HALF_ENTRY_PENALTY))]
+
+
+def test_a_coded_half_counts_less_than_a_float_half():
+    whole, left = frame_id(7, 42), frame_id(7, 42, region=1)
+    coded = dataclasses.replace(hit(left, 7, 14.0, 0.9), coded=True)
+    assert HALF_CODE_PENALTY > HALF_ENTRY_PENALTY
+    assert [(h.id, h.similarity) for h in merge_variant_hits([[coded]])] == [
+        (whole, pytest.approx(0.9 - HALF_CODE_PENALTY))
+    ]
+    # a whole-frame match a little below the coded half's estimate wins
+    merged = merge_variant_hits([[coded, hit(frame_id(7, 50), 7, 16.7, 0.9 - HALF_CODE_PENALTY + 0.01)]])
+    assert max(merged, key=lambda h: h.similarity).id == frame_id(7, 50)
 
 
 def test_at_equal_scores_a_whole_frame_beats_another_frames_half():

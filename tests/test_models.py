@@ -79,3 +79,40 @@ def test_half_frame_entries_find_a_half_screenshot_and_need_a_reindex(library, t
             best = Searcher(index).search(half).matches[0]
             assert best.filename == name and abs(best.at - 18.0) <= 1.0
             assert best.similarity > max(before + 0.03, 0.9)  # a half now meets its own entry
+
+
+def test_binary_half_entries_find_a_half_screenshot_in_a_sixth_of_the_bytes(library, tmp_path, embedder):
+    import numpy as np
+    from PIL import Image
+
+    from animeback.imaging import halves
+
+    series, name, _seed, _duration = LIBRARY[0]
+    for other_series, other, _, _ in LIBRARY[1:]:
+        (library / other_series / other).unlink()
+    shot = np.asarray(Image.open(grab_frame(library / series / name, 18.0, tmp_path / "q.png")).convert("RGB"))
+    settings = make_settings(tmp_path, library, features={"half_frames": True, "half_entries": "binary"})
+    with Index(settings, embedder) as index:
+        assert index.model_name.endswith("+half-codes")
+        report = process_library(index, progress=False)
+        (record,) = index.catalogue.episodes()
+        assert record.vectors == 5 * record.frames_kept == report.vectors_written > 0
+        assert index.vectors.count() == index.catalogue.count_frames() == record.vectors
+        client, codes = index.vectors.client, index.vectors.codes_collection
+        coded = client.query(codes, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        assert coded[0]["count(*)"] == 4 * record.frames_kept  # the halves, as codes; the whole frames as vectors
+        for half in halves(shot):
+            answer = Searcher(index).search(half)
+            best = answer.matches[0]
+            assert best.filename == name and abs(best.at - 18.0) <= 1.0 and best.similarity > 0.85
+        assert index.vectors.count(record.id) == record.vectors and index.vectors.episode_ids() == {record.id}
+        index.vectors.delete_episode(record.id)
+        assert index.vectors.count() == index.vectors.count(record.id) == 0
+    # back to float halves: the index must be rebuilt, and the codes go with the old vectors
+    settings = updated(settings, features={"half_entries": "float"})
+    with Index(settings, embedder) as index:
+        with pytest.raises(IndexMismatchError, match=r"\+half-codes.*process --reindex"):
+            process_library(index, progress=False)
+        process_library(index, reindex=True, progress=False)
+        assert not index.vectors.client.has_collection(index.vectors.codes_collection)
+        assert index.vectors.count() == index.catalogue.count_frames() == 5 * index.catalogue.episodes()[0].frames_kept

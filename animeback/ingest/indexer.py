@@ -241,6 +241,7 @@ class EpisodeIndexer:
                 REPEAT_CANDIDATES * per_frame,
                 series=[record.series_id],
                 exclude_episode=record.id,
+                regions=False,
             )
             hits += [[h for h in frame_hits if h.id == whole_frame_id(h.id)] for frame_hits in found]
         holders = {h.episode for frame_hits in hits for h in frame_hits}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import StoreUnavailableError
+from .catalogue import FRAME_ID_BITS, whole_frame_id
+from .codes import binary_codes, code_bits, code_similarity
 from .milvus_client import milvus_answers, milvus_client_class
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
@@ -62,9 +65,14 @@ class FrameRow(FrameSpan):
 
 @dataclass(frozen=True)
 class Hit(FrameSpan):
-    """A search hit, with its cosine similarity to the query."""
+    """A search hit, with its cosine similarity to the query (estimated from binary codes when `coded`)."""
 
     similarity: float
+    coded: bool = False
+
+
+HIT_FIELDS = ["episode", "series", "time", "span_start", "span_end"]
+CODES_SUFFIX = "_half_codes"  # the collection of binary-coded region entries (features.half_entries "binary")
 
 
 class VectorStore:
@@ -85,15 +93,18 @@ class VectorStore:
         search_params: dict | None = None,
         timeout_s: float | None = None,
         fallback_index_type: str | None = None,
+        coded_regions: bool = False,
     ):
         """`uri` may be a callable: it is asked before every call, and a new answer (the store host restarted and
         serves Milvus Lite on a new socket) reopens the client, and the collections, there. `params` and
         `search_params` override the index type's defaults. A new collection gets an index of `index_type` (or
         `fallback_index_type` when the server cannot build that one); an existing one keeps its own, and is
-        searched with that type's parameters."""
+        searched with that type's parameters. With `coded_regions`, the entries of parts of frames (ids with region
+        bits) are stored as binary codes in a second collection, about a sixth of a float row's bytes."""
         self._uri_source: Callable[[], str] = uri if callable(uri) else (lambda: uri)
         self._token, self.collection, self.dim, self.nlist, self.nprobe = token, collection, dim, nlist, nprobe
         self.timeout_s, self.fallback_index_type = timeout_s, fallback_index_type
+        self.coded_regions, self.codes_collection = coded_regions, collection + CODES_SUFFIX
         self._params, self._search_overrides = params or {}, search_params or {}
         self._use_index_type(index_type)
         self._reopened: list[Callable[[Any], None]] = []
@@ -118,6 +129,7 @@ class VectorStore:
             milvus.timeout_s,
             # the default server type, on a server that cannot build it (Milvus Lite's own gRPC server)
             "IVF_FLAT" if not milvus.index_type else None,
+            settings.features.half_frames and settings.features.half_entries == "binary",
         )
 
     def search_params(self, limit: int) -> dict:
@@ -186,6 +198,32 @@ class VectorStore:
             self._create(schema)
             self.stored_dim = self.dim
         client.load_collection(self.collection)
+        if self.coded_regions:
+            self._ensure_codes_collection()
+
+    def _ensure_codes_collection(self) -> None:
+        from pymilvus import DataType
+        from pymilvus.exceptions import MilvusException
+
+        client = self._client
+        if not client.has_collection(self.codes_collection):
+            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+            # the id alone (its episode is in its bits, catalogue.frame_id): a coded entry's series, time and span
+            # are its whole frame's, read from there; a field more would cost 26 bytes a row (benchmarks/row_bytes.py)
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field("code", DataType.BINARY_VECTOR, dim=code_bits(self.dim))
+            for index_type in ("BIN_IVF_FLAT", "BIN_FLAT"):  # Milvus Lite builds only BIN_FLAT
+                index = client.prepare_index_params()
+                params = {"nlist": self.nlist} if index_type == "BIN_IVF_FLAT" else {}
+                index.add_index("code", index_type=index_type, metric_type="HAMMING", params=params)
+                try:
+                    client.create_collection(self.codes_collection, schema=schema, index_params=index)
+                    break
+                except MilvusException as exc:
+                    if index_type == "BIN_FLAT" or "index" not in str(exc.message).lower():
+                        raise
+                    client.drop_collection(self.codes_collection)
+        client.load_collection(self.codes_collection)
 
     def _create(self, schema: Any) -> None:
         from pymilvus.exceptions import MilvusException
@@ -210,7 +248,20 @@ class VectorStore:
             self._create(schema)
 
     def insert(self, rows: list[FrameRow]) -> None:
-        """Insert frame rows (in batches Milvus handles well)."""
+        """Insert frame rows (in batches Milvus handles well); with coded regions, parts of frames as codes."""
+        coded = [r for r in rows if self.coded_regions and r.id != whole_frame_id(r.id)]
+        if coded:
+            rows = [r for r in rows if r.id == whole_frame_id(r.id)]
+            codes = binary_codes(np.stack([r.vector for r in coded]))
+            with milvus_answers("the insert"):
+                for i in range(0, len(coded), INSERT_BATCH):
+                    self.client.insert(
+                        self.codes_collection,
+                        [
+                            {"id": r.id, "code": code.tobytes()}
+                            for r, code in zip(coded[i : i + INSERT_BATCH], codes[i : i + INSERT_BATCH])
+                        ],
+                    )
         with milvus_answers("the insert"):
             for i in range(0, len(rows), INSERT_BATCH):
                 self.client.insert(
@@ -232,22 +283,40 @@ class VectorStore:
     def delete_episode(self, episode: int) -> None:
         """Remove every vector of an episode."""
         with milvus_answers("the delete"):
-            self.client.delete(self.collection, filter=f"episode == {int(episode)}")
+            for collection in self._collections():
+                self.client.delete(collection, filter=self._of_episode(collection, episode))
 
     def delete_ids(self, ids: list[int]) -> None:
         """Remove some vectors by id."""
         with milvus_answers("the delete"):
-            for i in range(0, len(ids), INSERT_BATCH):
-                self.client.delete(self.collection, ids=[int(fid) for fid in ids[i : i + INSERT_BATCH]])
+            for collection in self._collections():
+                for i in range(0, len(ids), INSERT_BATCH):
+                    self.client.delete(collection, ids=[int(fid) for fid in ids[i : i + INSERT_BATCH]])
+
+    def _collections(self) -> list[str]:
+        """The collections this store writes: the frames', and with coded regions the codes'."""
+        return [self.collection, self.codes_collection] if self.coded_regions else [self.collection]
 
     def count(self, episode: int | None = None) -> int:
-        """Number of vectors, in all or of one episode."""
-        flt = "" if episode is None else f"episode == {int(episode)}"
-        # Strong: a server answers after every earlier write (its default, Bounded, may not have seen the last ones)
+        """Number of entries (vectors and codes), in all or of one episode."""
+        return sum(self._count(collection, episode) for collection in self._collections())
+
+    def count_codes(self) -> int:
+        """Number of coded entries (parts of frames stored as binary codes)."""
+        return self._count(self.codes_collection) if self.coded_regions else 0
+
+    def _of_episode(self, collection: str, episode: int, outside: bool = False) -> str:
+        """A filter for the entries of one episode (or outside it); coded entries know it by their id's range."""
+        if collection == self.collection:
+            return f"episode {'!=' if outside else '=='} {int(episode)}"
+        first, end = int(episode) << FRAME_ID_BITS, (int(episode) + 1) << FRAME_ID_BITS
+        return f"id < {first} or id >= {end}" if outside else f"id >= {first} and id < {end}"
+
+    def _count(self, collection: str, episode: int | None = None) -> int:
+        flt = "" if episode is None else self._of_episode(collection, episode)
         with milvus_answers("the count"):
-            result = self.client.query(
-                self.collection, filter=flt, output_fields=["count(*)"], consistency_level="Strong"
-            )
+            # Strong: a server answers after every earlier write (its default, Bounded, may miss the last ones)
+            result = self.client.query(collection, filter=flt, output_fields=["count(*)"], consistency_level="Strong")
         return int(result[0]["count(*)"])
 
     def episode_ids(self) -> set[int]:
@@ -260,6 +329,13 @@ class VectorStore:
             while batch := iterator.next():
                 seen.update(int(r["episode"]) for r in batch)
             iterator.close()
+            if self.coded_regions:
+                iterator = self.client.query_iterator(
+                    self.codes_collection, batch_size=1000, filter="", output_fields=["id"], consistency_level="Strong"
+                )
+                while batch := iterator.next():
+                    seen.update(int(r["id"]) >> FRAME_ID_BITS for r in batch)
+                iterator.close()
         return seen
 
     def search(
@@ -268,43 +344,73 @@ class VectorStore:
         limit: int,
         series: Sequence[str] | None = None,
         exclude_episode: int | None = None,
+        regions: bool = True,
     ) -> list[list[Hit]]:
-        """Nearest frames for each query vector (at most `limit`, and at most MAX_TOPK), best first, optionally
-        within some series (by folder name; none at all when `series` is empty) and outside one episode."""
+        """Nearest entries for each query vector (at most `limit` of each kind, whole-frame and coded, and at most
+        MAX_TOPK), best first, optionally within some series (by folder name; none at all when `series` is empty)
+        and outside one episode; `regions` False leaves out the coded entries of parts of frames."""
         limit = min(limit, MAX_TOPK)
         conditions = []
+        series_condition = ""
         if series is not None:
             if not series:
                 return [[] for _ in vectors]
             quoted = ('"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"' for name in series)
-            conditions.append("series in [" + ", ".join(quoted) + "]")
+            series_condition = "series in [" + ", ".join(quoted) + "]"
+            conditions.append(series_condition)
         if exclude_episode is not None:
-            conditions.append(f"episode != {int(exclude_episode)}")
-        flt = " and ".join(conditions)
+            conditions.append(self._of_episode(self.collection, exclude_episode, outside=True))
+        # indexing (outside one episode) must see every episode written before; a query may lag a moment
+        consistency = "Strong" if exclude_episode is not None else "Bounded"
         with milvus_answers("the search"):
             answers = self.client.search(
                 self.collection,
                 data=[v.tolist() for v in vectors],
                 limit=limit,
-                filter=flt,
-                output_fields=["episode", "series", "time", "span_start", "span_end"],
+                filter=" and ".join(conditions),
+                output_fields=HIT_FIELDS,
                 search_params={"metric_type": "IP", "params": self.search_params(limit)},
                 timeout=self.timeout_s,
-                # indexing (outside one episode) must see every episode written before; a query may lag a moment
-                consistency_level="Strong" if exclude_episode is not None else "Bounded",
+                consistency_level=consistency,
             )
+            found = [[_hit(h["id"], h["entity"], h["distance"]) for h in answer] for answer in answers]
+            if self.coded_regions and regions:
+                codes_condition = (
+                    "" if exclude_episode is None else self._of_episode(self.codes_collection, exclude_episode, True)
+                )
+                for hits, coded in zip(found, self._search_codes(vectors, limit, codes_condition, series_condition)):
+                    hits.extend(coded)
+                    hits.sort(key=lambda h: -h.similarity)
+        return found
+
+    def _search_codes(self, vectors: np.ndarray, limit: int, codes_condition: str, series_condition: str):
+        """The nearest coded entries of each query vector, as hits with their whole frame's series, time and span
+        and the cosine their Hamming distance estimates."""
+        bits = code_bits(self.dim)
+        answers = self.client.search(
+            self.codes_collection,
+            data=[code.tobytes() for code in binary_codes(vectors)],
+            limit=limit,
+            filter=codes_condition,
+            search_params={"metric_type": "HAMMING", "params": {"nprobe": self.nprobe}},
+            timeout=self.timeout_s,
+        )
+        wanted = sorted({whole_frame_id(int(h["id"])) for answer in answers for h in answer})
+        frames: dict[int, dict] = {}
+        for i in range(0, len(wanted), INSERT_BATCH):
+            flt = f"id in [{', '.join(map(str, wanted[i : i + INSERT_BATCH]))}]"
+            rows = self.client.query(
+                self.collection,
+                filter=f"{flt} and {series_condition}" if series_condition else flt,
+                output_fields=HIT_FIELDS,
+                timeout=self.timeout_s,
+            )
+            frames.update((int(r["id"]), r) for r in rows)
         return [
             [
-                Hit(
-                    int(h["id"]),
-                    int(h["entity"]["episode"]),
-                    h["entity"]["series"],
-                    float(h["entity"]["time"]),
-                    float(h["entity"]["span_start"]),
-                    float(h["entity"]["span_end"]),
-                    float(h["distance"]),
-                )
+                dataclasses.replace(_hit(h["id"], frame, code_similarity(h["distance"], bits)), coded=True)
                 for h in answer
+                if (frame := frames.get(whole_frame_id(int(h["id"])))) is not None
             ]
             for answer in answers
         ]
@@ -312,14 +418,31 @@ class VectorStore:
     def flush(self) -> None:
         """Make written rows durable."""
         with milvus_answers("the flush"):
-            self.client.flush(self.collection)
+            for collection in self._collections():
+                self.client.flush(collection)
 
     def drop(self) -> None:
         """Delete the whole collection and create it empty again."""
         with milvus_answers("the drop of the vectors"):
             self.client.drop_collection(self.collection)
+            # codes written under another configuration are dropped as well
+            if self.client.has_collection(self.codes_collection):
+                self.client.drop_collection(self.codes_collection)
             self._ensure_collection()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a Milvus that is gone already
             self._client.close()
+
+
+def _hit(fid: Any, fields: dict, similarity: float) -> Hit:
+    """A hit from an entry's id, its frame's fields as Milvus returns them, and its similarity."""
+    return Hit(
+        int(fid),
+        int(fields["episode"]),
+        fields["series"],
+        float(fields["time"]),
+        float(fields["span_start"]),
+        float(fields["span_end"]),
+        float(similarity),
+    )
