@@ -3,9 +3,12 @@ CNN, Milvus, grouping) from JPEG bytes.
 
     .venv/bin/python benchmarks/search_latency.py [--queries 200]
     .venv/bin/python benchmarks/search_latency.py --compare-blas [--rounds 10]
+    .venv/bin/python benchmarks/search_latency.py --compare-half-codes [--rounds 10]
 
 --compare-blas measures the web workers' setting (numpy's BLAS held to one thread) against numpy's default, in
 one run, interleaved: rounds of one block of each (20 searches), the order alternating (A B, B A, ...).
+--compare-half-codes measures, the same way, the default index against one with binary half-frame entries
+(features.half_frames with half_entries "binary"), both of the shared clips, searched in one process.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--compare-blas", action="store_true", help="one BLAS thread vs numpy's default, interleaved")
-    parser.add_argument("--rounds", type=int, default=10, help="with --compare-blas: rounds of one block of each")
+    parser.add_argument(
+        "--compare-half-codes", action="store_true", help="the default index vs binary half entries, interleaved"
+    )
+    parser.add_argument("--rounds", type=int, default=10, help="with --compare-*: rounds of one block of each")
     args = parser.parse_args()
     clips = shared_clips()
     rng = np.random.default_rng(args.seed)
@@ -53,6 +59,23 @@ def main() -> None:
             if args.compare_blas:
                 compare_blas(searcher, payloads, args.rounds)
                 return
+            if args.compare_half_codes:
+                coded = settings_for(
+                    Path(tmp) / "codes", library, **{"features.half_frames": True, "features.half_entries": "binary"}
+                )
+                with Index(coded, index.embedder) as coded_index:
+                    process_library(coded_index, progress=False)
+                    coded_searcher = Searcher(coded_index)
+                    for data in payloads[:5]:
+                        coded_searcher.search_bytes(data)
+                    interleaved(
+                        {
+                            "default": lambda: _block(searcher, payloads),
+                            "half codes": lambda: _block(coded_searcher, payloads),
+                        },
+                        args.rounds,
+                    )
+                return
             times = []
             for i in range(args.queries):
                 started = time.perf_counter()
@@ -66,30 +89,45 @@ def main() -> None:
     )
 
 
-def compare_blas(searcher: Searcher, payloads: list[bytes], rounds: int, block: int = 20) -> None:
-    """Block medians of search latency with BLAS on one thread (A) and numpy's default (B), interleaved."""
+BLOCK = 20  # searches per block of the interleaved comparisons
+
+
+def _block(searcher: Searcher, payloads: list[bytes]) -> float:
+    """The median latency (ms) of one block of searches."""
+    times = []
+    for i in range(BLOCK):
+        started = time.perf_counter()
+        searcher.search_bytes(payloads[i % len(payloads)])
+        times.append((time.perf_counter() - started) * 1000)
+    return percentile(times, 50)
+
+
+def interleaved(blocks: dict, rounds: int) -> None:
+    """Print block medians of two ways of searching (name -> a block's median), run A B, B A, ..., and their ratio."""
+    (a, run_a), (b, run_b) = blocks.items()
+    got: dict[str, list[float]] = {a: [], b: []}
+    ratios = []
+    for r in range(rounds):
+        order = ((a, run_a), (b, run_b)) if r % 2 == 0 else ((b, run_b), (a, run_a))
+        medians = {name: run() for name, run in order}
+        for name, value in medians.items():
+            got[name].append(value)
+        ratios.append(medians[a] / medians[b])
+    print(f"{rounds} rounds of {BLOCK} searches per setting, interleaved (block medians)")
+    for name, values in got.items():
+        print(f"  {name:16s} p50 {percentile(values, 50):.1f} ms (blocks {min(values):.1f}-{max(values):.1f})")
+    print(f"  ratio {a}/{b}: median {percentile(ratios, 50):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})")
+
+
+def compare_blas(searcher: Searcher, payloads: list[bytes], rounds: int) -> None:
+    """Block medians of search latency with BLAS on one thread and numpy's default, interleaved."""
     from threadpoolctl import threadpool_limits
 
     def run_block(single: bool) -> float:
-        times = []
         with threadpool_limits(limits=1 if single else None, user_api="blas"):
-            for i in range(block):
-                started = time.perf_counter()
-                searcher.search_bytes(payloads[i % len(payloads)])
-                times.append((time.perf_counter() - started) * 1000)
-        return percentile(times, 50)
+            return _block(searcher, payloads)
 
-    single, default, ratios = [], [], []
-    for r in range(rounds):
-        order = (True, False) if r % 2 == 0 else (False, True)
-        got = {mode: run_block(mode) for mode in order}
-        single.append(got[True])
-        default.append(got[False])
-        ratios.append(got[True] / got[False])
-    print(f"{rounds} rounds of {block} searches per setting, interleaved (block medians)")
-    for name, values in (("one BLAS thread", single), ("numpy default", default)):
-        print(f"  {name:16s} p50 {percentile(values, 50):.1f} ms (blocks {min(values):.1f}-{max(values):.1f})")
-    print(f"  ratio one/default: median {percentile(ratios, 50):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})")
+    interleaved({"one BLAS thread": lambda: run_block(True), "numpy default": lambda: run_block(False)}, rounds)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,12 @@ def test_binary_half_entries_find_a_half_screenshot_in_a_sixth_of_the_bytes(libr
             best = answer.matches[0]
             assert best.filename == name and abs(best.at - 18.0) <= 1.0 and best.similarity > 0.85
         assert index.vectors.count(record.id) == record.vectors and index.vectors.episode_ids() == {record.id}
+        from animeback.model.pixels import to_model_input
+
+        query = index.embedder.embed(to_model_input(halves(shot)[0])[None])
+        (found,) = index.vectors.search(query, 20, series=[series])
+        assert any(h.coded and h.start - 0.34 <= 18.0 <= h.end + 0.34 for h in found)
+        assert index.vectors.search(query, 20, series=["another series"]) == [[]]
         index.vectors.delete_episode(record.id)
         assert index.vectors.count() == index.vectors.count(record.id) == 0
     # back to float halves: the index must be rebuilt, and the codes go with the old vectors

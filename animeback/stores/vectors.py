@@ -72,6 +72,7 @@ class Hit(FrameSpan):
 
 
 HIT_FIELDS = ["episode", "series", "time", "span_start", "span_end"]
+CODED_REACH = 0.15  # coded hits further below a query's best coded hit are left out (see _search_codes)
 CODES_SUFFIX = "_half_codes"  # the collection of binary-coded region entries (features.half_entries "binary")
 
 
@@ -100,7 +101,7 @@ class VectorStore:
         `search_params` override the index type's defaults. A new collection gets an index of `index_type` (or
         `fallback_index_type` when the server cannot build that one); an existing one keeps its own, and is
         searched with that type's parameters. With `coded_regions`, the entries of parts of frames (ids with region
-        bits) are stored as binary codes in a second collection, about a sixth of a float row's bytes."""
+        bits) are stored as binary codes in a second collection (152 B a row in Milvus Lite instead of 1369)."""
         self._uri_source: Callable[[], str] = uri if callable(uri) else (lambda: uri)
         self._token, self.collection, self.dim, self.nlist, self.nprobe = token, collection, dim, nlist, nprobe
         self.timeout_s, self.fallback_index_type = timeout_s, fallback_index_type
@@ -395,7 +396,10 @@ class VectorStore:
             search_params={"metric_type": "HAMMING", "params": {"nprobe": self.nprobe}},
             timeout=self.timeout_s,
         )
-        wanted = sorted({whole_frame_id(int(h["id"])) for answer in answers for h in answer})
+        # Only the coded hits near each query's best are worth their frame's fields: one further below cannot
+        # lead a scene (after search's penalty it is below that best too), and reading fields costs per id.
+        near = [_near_best([(h, code_similarity(h["distance"], bits)) for h in answer]) for answer in answers]
+        wanted = sorted({whole_frame_id(int(h["id"])) for answer in near for h, _ in answer})
         frames: dict[int, dict] = {}
         for i in range(0, len(wanted), INSERT_BATCH):
             flt = f"id in [{', '.join(map(str, wanted[i : i + INSERT_BATCH]))}]"
@@ -408,11 +412,11 @@ class VectorStore:
             frames.update((int(r["id"]), r) for r in rows)
         return [
             [
-                dataclasses.replace(_hit(h["id"], frame, code_similarity(h["distance"], bits)), coded=True)
-                for h in answer
+                dataclasses.replace(_hit(h["id"], frame, similarity), coded=True)
+                for h, similarity in answer
                 if (frame := frames.get(whole_frame_id(int(h["id"])))) is not None
             ]
-            for answer in answers
+            for answer in near
         ]
 
     def flush(self) -> None:
@@ -433,6 +437,12 @@ class VectorStore:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a Milvus that is gone already
             self._client.close()
+
+
+def _near_best(scored: list[tuple[dict, float]]) -> list[tuple[dict, float]]:
+    """The (hit, similarity) pairs within CODED_REACH of the best one."""
+    best = max((similarity for _, similarity in scored), default=0.0)
+    return [(h, similarity) for h, similarity in scored if similarity >= best - CODED_REACH]
 
 
 def _hit(fid: Any, fields: dict, similarity: float) -> Hit:
