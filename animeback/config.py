@@ -60,6 +60,11 @@ class FeatureSettings:
     half_frames: bool = False
     half_entries: str = "float"  # how half-frame entries are stored: "float" vectors, or 256-bit "binary" codes
 
+    @property
+    def coded_halves(self) -> bool:
+        """Whether the index holds half-frame entries stored as binary codes."""
+        return self.half_frames and self.half_entries == "binary"
+
 
 @dataclass(frozen=True)
 class MilvusSettings:

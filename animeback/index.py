@@ -111,16 +111,15 @@ class Index:
     @property
     def model_name(self) -> str:
         """What the index records of how its vectors were made: the model, and whether halves have entries."""
-        return self.embedder.model_name + {None: "", False: "+halves", True: "+half-codes"}[self._half_codes()]
-
-    def _half_codes(self) -> bool | None:
-        """None without half-frame entries, else whether they are binary codes."""
         features = self.settings.features
-        return features.half_entries == "binary" if features.half_frames else None
+        if not features.half_frames:
+            return self.embedder.model_name
+        return self.embedder.model_name + ("+half-codes" if features.coded_halves else "+halves")
 
     def configured_parameters(self) -> IndexParameters:
         """The parameters this configuration indexes with."""
-        return IndexParameters(self.model_name, self.settings.features.half_frames, bool(self._half_codes()))
+        features = self.settings.features
+        return IndexParameters(self.model_name, features.half_frames, features.coded_halves)
 
     def parameters(self) -> IndexParameters:
         """The parameters the index was built with (the configured ones for an empty index)."""

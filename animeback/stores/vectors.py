@@ -130,7 +130,7 @@ class VectorStore:
             milvus.timeout_s,
             # the default server type, on a server that cannot build it (Milvus Lite's own gRPC server)
             "IVF_FLAT" if not milvus.index_type else None,
-            settings.features.half_frames and settings.features.half_entries == "binary",
+            settings.features.coded_halves,
         )
 
     def search_params(self, limit: int) -> dict:
