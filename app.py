@@ -1,4 +1,5 @@
-"""AnimeBack web server: `python app.py` (development) or `gunicorn -w 4 -b 127.0.0.1:4000 app:flask_app`.
+"""AnimeBack web server: `python app.py` (development) or `gunicorn -w $(nproc) -b 127.0.0.1:4000 app:flask_app`
+(one worker per core: each worker's CNN runs on server.cnn_threads threads, 1 by default).
 
 Each worker loads the model once (in the background, at start) and reaches the index through the store host
 (see README "Who owns the index"), so any number of workers and a running `python run.py process` share it.

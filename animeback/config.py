@@ -105,6 +105,7 @@ class ServerSettings:
     fetch_timeout_s: float = 10.0
     fetch_allow_networks: list = field(default_factory=list)
     max_search_queue: int = 8
+    cnn_threads: int = 1
     preview_cache_mb: float = 256.0
     trusted_proxies: int = 0
 
@@ -257,6 +258,7 @@ _LIMITS: dict[str, Any] = {
     "server.preview_max_side_s": (0.5, 60.0),
     "server.fetch_timeout_s": (0.5, 120.0),
     "server.max_search_queue": (1, 10_000),
+    "server.cnn_threads": (0, 256),
     "server.preview_cache_mb": (0.0, 1_000_000.0),
     "server.trusted_proxies": (0, 10),
     "api.anonymous_quota": (0, 1 << 31),

@@ -1,7 +1,7 @@
 """A library at scale: HTTP search latency, throughput, memory, disk, cold start and accuracy at 10k ... 3M frames.
 
     .venv/bin/python benchmarks/scale.py [--rows 10000,100000,1000000,3000000] [--queries 8] [--workers 2] \
-        [--json scale.jsonl] [--keep DIR]
+        [--rounds 1] [--json scale.jsonl] [--keep DIR]
 
 One installation grows through the sizes (each adds frames to the one before, so one build serves them all):
 - **Real frames.** The shared clips but the holdout are indexed by `run.py process`, the real pipeline.
@@ -25,6 +25,9 @@ indexes the collection), sequential latency p50/p99 over all queries, then `--lo
 clients at once (searches per second, p50/p99, the statuses seen), the resident memory of every process of the
 stack (RSS and PSS, sampled through the run, the largest sum), and disk bytes per frame (Milvus Lite's files;
 the catalogue apart). `--json` appends one JSON object per size.
+
+`--workers 1,2 --rounds 2` compares stacks with different numbers of gunicorn workers on the same index: at each
+size they are measured in turn, A B then B A for each further round, every start cold, one JSON object each.
 """
 
 from __future__ import annotations
@@ -297,15 +300,15 @@ def jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def measure(args, config: Path, port_payloads, holdout: str, rows: int) -> dict:
-    """Start the web stack cold, measure it, stop it."""
+def measure(args, config: Path, port_payloads, holdout: str, rows: int, workers: int) -> dict:
+    """Start the web stack (gunicorn with `workers` workers) cold, measure it, stop it."""
     payloads, keys = port_payloads
     port = free_port()
     env = {**os.environ, "ANIMEBACK_CONFIG": str(config), "TF_CPP_MIN_LOG_LEVEL": "2"}
     sampler = MemorySampler(config)
     started = time.monotonic()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "app:flask_app"],
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "app:flask_app"],
         cwd=ROOT,
         env=env,
         stderr=subprocess.DEVNULL,
@@ -323,7 +326,7 @@ def measure(args, config: Path, port_payloads, holdout: str, rows: int) -> dict:
                 sys.exit("gunicorn exited before answering")
             time.sleep(0.3)
         cold_s = time.monotonic() - started
-        for body in payloads[: 4 * args.workers]:
+        for body in payloads[: 4 * workers]:
             post_search(port, body)  # every worker's model loaded and its call compiled
         latencies, answers = [], []
         for body in payloads:
@@ -353,6 +356,7 @@ def measure(args, config: Path, port_payloads, holdout: str, rows: int) -> dict:
     milvus_bytes, catalogue_bytes = disk_bytes(data)
     return {
         "rows": rows,
+        "workers": workers,
         "cold_start_s": round(cold_s, 1),
         "http_p50_ms": round(percentile(latencies, 50), 1),
         "http_p99_ms": round(percentile(latencies, 99), 1),
@@ -412,12 +416,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=8, help="query moments per clip (each under every distortion)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--holdout", default="tom_and_jerry_trap_happy.mp4")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--workers", default="2", help="gunicorn workers; several (comma-separated) are measured in turn at each size"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each --workers value at each size")
     parser.add_argument("--load", type=int, default=240, help="searches in each concurrent run")
     parser.add_argument("--json", type=Path, help="append one JSON object per size to this file")
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temporary one)")
     args = parser.parse_args()
     sizes = sorted(int(n) for n in args.rows.split(","))
+    stacks = [int(n) for n in args.workers.split(",")]
     clips = shared_clips()
     kept = [c for c in clips if c.name != args.holdout]
     plan, frames, _ = query_frames(clips, args.queries, args.seed)
@@ -459,11 +467,18 @@ def main() -> None:
                 host = stack_processes(config)
             build_s = time.monotonic() - started
             wait_for_exit(host, 60)  # the store host goes idle: the next start is cold
-            result = {**measure(args, config, (payloads, keys), args.holdout, rows), "build_s": round(build_s)}
-            print(json.dumps(result), flush=True)
-            if args.json:
-                with args.json.open("a") as out:
-                    out.write(json.dumps(result) + "\n")
+            for round_number in range(args.rounds):
+                for workers in stacks if round_number % 2 == 0 else stacks[::-1]:  # A B, then B A
+                    result = {
+                        **measure(args, config, (payloads, keys), args.holdout, rows, workers),
+                        "build_s": round(build_s),
+                        "round": round_number,
+                    }
+                    print(json.dumps(result), flush=True)
+                    if args.json:
+                        with args.json.open("a") as out:
+                            out.write(json.dumps(result) + "\n")
+                    wait_for_exit(stack_processes(config), 90)  # its store host goes idle too: the next is cold
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

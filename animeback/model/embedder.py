@@ -22,12 +22,15 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def import_tensorflow():
-    """Import TensorFlow with its C++ start-up banner (absl/oneDNN notices on fd 2) kept off the terminal."""
+def import_tensorflow(threads: int = 0):
+    """Import TensorFlow with its C++ start-up banner (absl/oneDNN notices on fd 2) kept off the terminal, its
+    runtime using `threads` threads (0: TensorFlow's choice, one per core)."""
     import sys
 
     if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+        running = sys.modules["tensorflow"]
+        _use_threads(running, threads)
+        return running
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -36,11 +39,23 @@ def import_tensorflow():
             import keras  # noqa: F401  (its first import initialises the same C++ runtime)
             import tensorflow as tf
 
+            _use_threads(tf, threads)  # before the runtime's first use, which makes its thread pools
             tf.constant(0)  # the runtime prints its notices on first use
     finally:
         os.dup2(saved, 2)
         os.close(saved)
     return tf
+
+
+def _use_threads(tf, threads: int) -> None:
+    """Size TensorFlow's thread pools (0: leave TensorFlow's choice); a warning when its runtime already runs."""
+    if not threads or tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # the pools are made once, at the runtime's first use, and never resized
+        log.warning("TensorFlow already runs in this process: its CNN threads stay as they are, not %d", threads)
 
 
 def single_threaded_blas() -> None:
@@ -140,13 +155,7 @@ class Embedder:
     ):
         if not weights.exists():
             raise ConfigError(f"CNN weights not found: {weights} (see models/README.md)")
-        tf = import_tensorflow()
-        if threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
-            except RuntimeError:
-                pass  # TensorFlow was already initialised in this process; keep its settings
+        tf = import_tensorflow(threads)
         import keras
 
         from .mobilenet import build_mobilenet_v2

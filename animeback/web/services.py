@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from ..config import Settings
+from ..config import Settings, updated
 from ..errors import (
     AnimeBackError,
     BadRequestError,
@@ -83,7 +83,9 @@ class Services:
         with self._lock:
             if self._index is None:
                 started = time.monotonic()
-                self._index = Index(self.settings, store=store)
+                # A worker's CNN has its own thread count: other workers serve searches on the other cores.
+                serving = updated(self.settings, features={"threads": self.settings.server.cnn_threads})
+                self._index = Index(serving, store=store)
                 log.info("index opened and model loaded in %.1f s", time.monotonic() - started)
             return self._index
 
