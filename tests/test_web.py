@@ -429,3 +429,10 @@ def test_a_confident_match_is_answered_from_the_picture_alone_and_a_flipped_one_
     searcher.settings = dataclasses.replace(default, confident=1.0)  # every region, every time
     every = searcher.search(rgb, cut_borders=True)
     assert answer(every)[0] and answer(every)[1] >= similarity and every.variants[:2] == ["full", "flipped"]
+    # A letterboxed screenshot: the picture inside its bars is the one CNN image, unless it is no confident match.
+    boxed = np.pad(rgb, ((60, 60), (0, 0), (0, 0)))
+    searcher.settings = default
+    cut = searcher.search(boxed, cut_borders=True)
+    assert answer(cut)[0] and cut.variants == ["borders_cut"]
+    searcher.settings = dataclasses.replace(default, confident=1.0)
+    assert searcher.search(boxed, cut_borders=True).variants[:3] == ["borders_cut", "full", "flipped"]

@@ -227,15 +227,20 @@ def query_regions(
 
 
 def first_regions(rgb: np.ndarray, cut_borders: bool) -> list[QueryRegion]:
-    """The parts of a query searched first: the whole image and, with cut_borders, the picture inside black
-    borders (found in a fraction of a millisecond)."""
-    h, w = rgb.shape[:2]
-    regions = [QueryRegion("full", Box(0, 0, w, h), rgb)]
+    """The part of a query searched first, one CNN image: with cut_borders, the picture inside black borders
+    when it has some (found in a fraction of a millisecond), else the whole image."""
     if cut_borders:
         found = content_box(rgb)
         if is_cropped(found, rgb.shape):
-            regions.append(QueryRegion("borders_cut", found, found.crop(rgb)))
-    return regions
+            # The index holds episodes' pictures without their bars: the whole image is searched only when
+            # this finds no confident match (a dark picture's edges taken for borders).
+            return [QueryRegion("borders_cut", found, found.crop(rgb))]
+    return [_whole_image(rgb)]
+
+
+def _whole_image(rgb: np.ndarray) -> QueryRegion:
+    h, w = rgb.shape[:2]
+    return QueryRegion("full", Box(0, 0, w, h), rgb)
 
 
 def further_regions(
@@ -245,11 +250,11 @@ def further_regions(
     mirror: bool = True,
     aspects: tuple[float, ...] = VIDEO_ASPECTS,
 ) -> list[QueryRegion]:
-    """The parts of a query searched when the first ones found no confident match: with mirror, the whole image
-    flipped; with cut_borders, the picture inside a player window or page, and seen at an angle in a photo of a
+    """The parts of a query searched when the first ones found no confident match: the whole image when it was
+    not searched first; with mirror, the whole image flipped; with cut_borders, the picture inside a player window or page, and seen at an angle in a photo of a
     screen (finding those costs several milliseconds), when they differ from what is listed."""
     h, w = rgb.shape[:2]
-    regions = []
+    regions = [] if any(r.name == "full" for r in listed) else [_whole_image(rgb)]
     if mirror:
         regions.append(QueryRegion("flipped", Box(0, 0, w, h), np.ascontiguousarray(rgb[:, ::-1])))
     if cut_borders:
