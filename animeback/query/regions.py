@@ -251,8 +251,9 @@ def further_regions(
     aspects: tuple[float, ...] = VIDEO_ASPECTS,
 ) -> list[QueryRegion]:
     """The parts of a query searched when the first ones found no confident match: the whole image when it was
-    not searched first; with mirror, the whole image flipped; with cut_borders, the picture inside a player window or page, and seen at an angle in a photo of a
-    screen (finding those costs several milliseconds), when they differ from what is listed."""
+    not searched first; with mirror, the whole image flipped; with cut_borders, the picture inside a player
+    window or page, and seen at an angle in a photo of a screen (finding those costs several milliseconds), when
+    they differ from what is listed."""
     h, w = rgb.shape[:2]
     regions = [] if any(r.name == "full" for r in listed) else [_whole_image(rgb)]
     if mirror:
