@@ -90,7 +90,7 @@ def make_episode(
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".webm":
-        cmd += ["-c:v", "libvpx", "-crf", "8", "-b:v", "2M", "-deadline", "realtime", "-cpu-used", "8"]
+        cmd += ["-c:v", "libvpx", "-crf", "8", "-b:v", "2M", "-deadline", "good", "-cpu-used", "5"]
         cmd += ["-c:a", "libopus"] if audio else []
     elif suffix == ".gif":
         cmd = [c for c in cmd if c not in ("-map", "0:a")] if audio else cmd
