@@ -4,7 +4,16 @@ import dataclasses
 
 import pytest
 
-from animeback.query.search import HALF_CODE_PENALTY, HALF_ENTRY_PENALTY, group_hits, merge_variant_hits, moment
+from animeback.query.refine import UNSURE_REACH_S
+from animeback.query.search import (
+    HALF_CODE_PENALTY,
+    HALF_ENTRY_PENALTY,
+    SceneMatch,
+    group_hits,
+    merge_variant_hits,
+    moment,
+    refine_starts,
+)
 from animeback.stores import Hit
 from animeback.stores.catalogue import MAX_SAMPLES, frame_id, whole_frame_id
 
@@ -64,3 +73,14 @@ def test_the_moment_of_a_still_shot_is_its_middle_frame_not_its_first():
     moving = [hit(1, 1, 10.0, 0.99), hit(2, 1, 11.0, 0.95), hit(3, 1, 12.0, 0.94)]  # a clear best frame
     ((best, lo, hi),) = group_hits(moving, gap=5.0, tolerance=0.02, limit=10)
     assert moment(best, lo, hi, moving, tie=0.005) == 10.0
+
+
+def test_refine_looks_again_from_the_best_hit_when_a_slow_zoom_put_the_moment_far_from_it():
+    # A zoom's stored frames tie, so the middle one (9.0) is reported; the query's own frame scored best at 7.5.
+    hits = [hit(1, 1, 7.5, 0.97), hit(2, 1, 8.5, 0.965), hit(3, 1, 9.0, 0.965), hit(4, 1, 10.0, 0.96)]
+    hits += [hit(5, 2, 8.0, 0.99), hit(6, 1, 30.0, 0.99)]  # another episode's, and this one's outside the span
+    match = SceneMatch("s", 1, "ep.mkv", 1, 60.0, 6.5, 9.0, 11.0, 0.97)
+    assert refine_starts(match, hits) == [9.0, 7.5]
+    near = dataclasses.replace(match, at=7.5 + UNSURE_REACH_S)  # the first look reads that far: no second one
+    assert refine_starts(near, hits) == [near.at]
+    assert refine_starts(match, []) == [9.0]

@@ -17,7 +17,7 @@ from ..stores import EpisodeRecord, EpisodeStatus, Hit, Repeat, SegmentKind
 from ..stores.catalogue import whole_frame_id
 from ..stores.rpc import AnyCatalogue
 from .decode import decode_query
-from .refine import Crop, Moment, ReaderPool, find_moment
+from .refine import UNSURE_REACH_S, Crop, Moment, ReaderPool, find_moment
 from .regions import QueryRegion, first_regions, further_regions, window_aspects
 
 # Scenes less similar than this get no exact moment: the default model's 1% false-match threshold is 0.75
@@ -141,6 +141,17 @@ def moment(best: Hit, lo: float, hi: float, hits: list[Hit], tie: float) -> floa
         if h.episode == best.episode and lo <= h.time <= hi and h.similarity >= best.similarity - tie
     )
     return tied[len(tied) // 2] if tied else best.time
+
+
+def refine_starts(match: SceneMatch, hits: list[Hit]) -> list[float]:
+    """Where to look for a match's exact moment, in order: its reported moment, then its episode's best hit within
+    its span when that lies further off than the frames read around the first (in a slow zoom or pan many stored
+    frames tie, the middle one is reported, and the query's frame may be the best hit seconds away)."""
+    inside = [h for h in hits if h.episode == match.episode_id and match.start <= h.time <= match.end]
+    best = max(inside, key=lambda h: h.similarity, default=None)
+    if best is None or abs(best.time - match.at) <= UNSURE_REACH_S:
+        return [match.at]
+    return [match.at, best.time]
 
 
 # A full query matched through one half of another frame scores near that frame's whole-frame match by chance
@@ -320,14 +331,20 @@ class Searcher:
                 return video, crop
         return None
 
-    def _exact_moment(self, match: SceneMatch, record: EpisodeRecord, picture: np.ndarray) -> Moment | None:
+    def _exact_moment(
+        self, match: SceneMatch, record: EpisodeRecord, picture: np.ndarray, hits: list[Hit]
+    ) -> Moment | None:
         """The frame on screen and the span showing the same picture, for a scene search found (None: keep the
         stored frames' moment, for a video that cannot be read or a picture that cannot be placed on it)."""
         source = self._frames_source(record)
         if source is None:
             return None
         video, crop = source
-        return find_moment(self.readers, video, crop, picture, match.at, match.start, match.end)
+        for near in refine_starts(match, hits):
+            found = find_moment(self.readers, video, crop, picture, near, match.start, match.end)
+            if found is not None:
+                return found
+        return None
 
     def _search_regions(self, regions: list[QueryRegion], series: Sequence[str] | None) -> list[list[Hit]]:
         """The nearest frames of each region's picture."""
@@ -398,7 +415,7 @@ class Searcher:
             if match.similarity < REFINE_MIN_SIMILARITY:
                 continue  # most likely a false match: decoding its frames would cost the most and give nothing
             record = found[match.episode_id]
-            moment_found = self._exact_moment(match, record, picture)
+            moment_found = self._exact_moment(match, record, picture, hits)
             if moment_found is not None:
                 matches[i] = dataclasses.replace(
                     match, at=moment_found.at, start=moment_found.start, end=moment_found.end
