@@ -57,6 +57,42 @@ def content_box(rgb: np.ndarray) -> Box:
     return box
 
 
+# A caption bar (a meme's text above or below the picture) is a band of one colour across the image with text on
+# it: it starts and ends with rows nearly all of that colour (the margins around the text), every row of it is
+# that colour in good part (bold letters may cover most of a row, not all of it), and some rows are not wholly
+# that colour (a band with nothing on it is a letterbox bar or a flat sky).
+CAPTION_EDGE_SHARE = 0.97
+CAPTION_ROW_SHARE = 0.25
+CAPTION_TOLERANCE = 16  # luma levels around the bar's colour (JPEG noise, antialiased letters' edges)
+CAPTION_MIN_SHARE, CAPTION_MAX_SHARE = 0.04, 0.45  # of the image's height: thinner is a line, thicker a flat scene
+
+
+def caption_box(rgb: np.ndarray) -> Box:
+    """The picture without a caption bar across its top or bottom (both when both have one); the whole image if
+    none."""
+    gray = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    h, w = gray.shape
+    top = _bar_rows(gray)
+    bottom = _bar_rows(gray[::-1])
+    if h - top - bottom < max(16, 0.5 * h):
+        return Box(0, 0, w, h)  # most of the image is flat: a plain scene, not a caption over a picture
+    return Box(0, top, w, h - top - bottom)
+
+
+def _bar_rows(gray: np.ndarray) -> int:
+    """How many rows from the top form a caption bar (0 if none)."""
+    h = gray.shape[0]
+    colour = int(np.median(gray[0]))
+    near = np.abs(gray.astype(np.int16) - colour) <= CAPTION_TOLERANCE
+    if near[0].mean() < CAPTION_EDGE_SHARE:
+        return 0
+    shares = near.mean(axis=1)
+    run = int(np.argmax(shares < CAPTION_ROW_SHARE)) if (shares < CAPTION_ROW_SHARE).any() else h
+    rows = 1 + int(np.flatnonzero(shares[:run] >= CAPTION_EDGE_SHARE)[-1])  # to the margin under the text
+    lettered = bool((shares[:rows] < CAPTION_EDGE_SHARE).any())
+    return rows if lettered and CAPTION_MIN_SHARE * h <= rows <= CAPTION_MAX_SHARE * h else 0
+
+
 # Uninformative pictures (black, fades, one flat colour) look alike across every video: a match on one says
 # nothing. A picture is uninformative when all but a speck of it is one flat tone. Sparse pictures (a small
 # silhouette, a few cells on a field) stay informative: they are found again reliably (benchmarks/README.md).

@@ -9,7 +9,9 @@ import logging
 import math
 import shutil
 import subprocess
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -208,3 +210,49 @@ def test_a_picture_shown_again_and_again_gets_a_from_to_over_every_showing(tmp_p
     showings = [_shown(1.2) + k * 0.5 for k in (-2, -1, 0, 1)]
     assert found is not None and min(abs(found.at - shown) for shown in showings) <= 1e-3
     assert found.start <= showings[0] + 1e-3 and found.end >= showings[-1], found
+
+
+def _test_pattern(tmp_path) -> Path:
+    """Four seconds of ffmpeg's moving test pattern: every frame differs from its neighbours all over."""
+    video = tmp_path / "pattern.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=4", str(video)],
+        check=True,
+    )
+    return video
+
+
+def test_a_half_frame_is_placed_on_its_own_frame_when_search_s_moment_is_more_than_half_a_second_off(tmp_path):
+    # Between search's moment and the query's frame the picture moved: on the frame search matched, a half fits
+    # only at a wrong place and size, and it must be looked for on the frames around.
+    video = _test_pattern(tmp_path)
+    for t in (1.23, 2.07, 2.71):
+        shot = _shot(video, t, tmp_path)
+        h, w = shot.shape[:2]
+        for half in (shot[:, : w // 2], shot[:, w // 2 :], shot[: h // 2], shot[h // 2 :]):
+            with FrameReader(video, None) as reader:
+                found = exact_moment(half, reader, t + 0.6, 0.0, 4.0)
+            assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, half.shape, found)
+
+
+def test_a_meme_s_caption_bar_and_burnt_in_subtitles_do_not_hide_the_moment(tmp_path):
+    video = _test_pattern(tmp_path)
+    for t in (1.23, 2.07, 2.71):
+        shot = _shot(video, t, tmp_path)
+        h, w = shot.shape[:2]
+        bar = np.full((h // 5, w, 3), 255, np.uint8)
+        cv2.putText(bar, "NOBODY:", (20, h // 8), cv2.FONT_HERSHEY_DUPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+        meme = np.concatenate([bar, shot])
+        subtitled = np.ascontiguousarray(shot[h // 20 : h - h // 20, w // 20 : w - w // 20])
+        for line, y in (("I told you we have to go", 0.8), ("right now, look out!", 0.9)):
+            org = (w // 8, int(subtitled.shape[0] * y))
+            cv2.putText(subtitled, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 5, cv2.LINE_AA)
+            cv2.putText(subtitled, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+        for query in (meme, subtitled):
+            with FrameReader(video, None) as reader:
+                found = exact_moment(query, reader, t - 0.3, 0.0, 4.0)
+            assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, query.shape, found)
+        # The meme's picture is a whole frame: from..to is the frame's own span, not the scene's.
+        with FrameReader(video, None) as reader:
+            found = exact_moment(meme, reader, t - 0.3, 0.0, 4.0)
+        assert found is not None and found.end - found.start <= 2 * FRAME_S + 1e-3, found

@@ -26,7 +26,7 @@ import av
 import cv2
 import numpy as np
 
-from ..imaging import MOMENT_WIDTH
+from ..imaging import MOMENT_WIDTH, caption_box, content_box, is_cropped
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ ACCEPT_SCORE = 0.9
 CROP_ACCEPT_SCORE = 0.97
 # An orientation (the query or its mirror) this much more like the frames as a whole is the one placed as a crop.
 ORIENTATION_MARGIN = 0.1
+SUBTITLE_SHARE = 0.3  # of a picture's height, at its bottom: where subtitles are burnt in
 _PASSES = 3  # placements on the best frame so far, until the place found no longer moves
 # The query may be a crop: it is tried at these shares of the frame's size (its shape kept), then finer around
 # the best. Mild crops only (down to about 85% of the frame's side): a smaller crop finds a likeness on many
@@ -225,9 +226,12 @@ class Placement:
     template: np.ndarray
 
 
-def place_query(query: np.ndarray, frame: np.ndarray, near_scale: float | None = None) -> Placement | None:
+def place_query(
+    query: np.ndarray, frame: np.ndarray, near_scale: float | None = None, fine: bool = True
+) -> Placement | None:
     """The best placement of the grey query (grey_query) on a grey frame, taken as the whole frame or as a crop of
-    it; near_scale tries only sizes around that one. None when the query is one flat tone."""
+    it; near_scale tries only sizes around that one, and without fine only the coarse sizes. None when the query is
+    one flat tone."""
 
     def tried(scale: float) -> Placement | None:
         h, w = query.shape
@@ -245,7 +249,7 @@ def place_query(query: np.ndarray, frame: np.ndarray, near_scale: float | None =
     if not found:
         return None
     best = max(found, key=lambda p: p.score)
-    for step in _FINE_STEPS:
+    for step in _FINE_STEPS if fine else ():
         p = tried(round(best.scale + step, 3))
         if p is not None and p.score > best.score:
             best = p
@@ -334,17 +338,22 @@ class _Frames:
 
 def _as_crop(greys: list[tuple[np.ndarray, Placement, float]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
     """The query taken as a crop of a frame (each grey orientation with its whole-frame placement and score): placed
-    on the frame search matched, or on the frame most like it as a whole when it fits there poorly, then again on
-    the best frame until the place no longer moves (a zoom or pan makes the query look like a crop of its
+    at the coarse sizes on every other frame held, finely on the frame it fits best, then again on the best frame
+    under that place until the place no longer moves (a zoom or pan makes the query look like a crop of its
     neighbours; it fits its own best)."""
     greys = sorted(greys, key=lambda oriented: -oriented[2])
     if len(greys) == 2 and greys[0][2] - greys[1][2] >= ORIENTATION_MARGIN:
         greys = greys[:1]  # the crop's orientation is plain from the whole frame's likeness already
+    # Every other frame, at half size: the frame search matched may be a second from the query's, and in between the
+    # picture moved, so that a crop (a half frame, say) fits it poorly and only at a wrong place (measured); which
+    # frame fits best shows at half the size, and neighbouring frames differ too little for both to be needed.
+    small = [_halved(frame) for frame in held.frames[::2]]
     found: tuple[Placement, np.ndarray] | None = None
-    for grey, whole, _ in greys:
-        placement = place_query(grey, held.frames[held.nearest()])
-        if placement is None or placement.score < MIN_PLACEMENT_SCORE:
-            placement = place_query(grey, held.frames[int(np.argmax(correlations(held.frames, whole)))])
+    for grey, _, _ in greys:
+        template = _halved(grey)
+        coarse = [(p.score, 2 * i) for i, frame in enumerate(small) if (p := place_query(template, frame, fine=False))]
+        # (Too small to place at half size: on the frame search matched.)
+        placement = place_query(grey, held.frames[max(coarse)[1] if coarse else held.nearest()])
         good = placement is not None and placement.score >= MIN_PLACEMENT_SCORE
         if placement is not None and good and (found is None or placement.score > found[0].score):
             found = (placement, grey)
@@ -361,6 +370,11 @@ def _as_crop(greys: list[tuple[np.ndarray, Placement, float]], held: _Frames) ->
     return placement, scores
 
 
+def _halved(grey: np.ndarray) -> np.ndarray:
+    """A grey picture at half its size."""
+    return cv2.resize(grey, (max(1, grey.shape[1] // 2), max(1, grey.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+
+
 def _whole(grey: np.ndarray, shape: tuple[int, ...]) -> Placement:
     """The grey query stretched over the whole frame."""
     return Placement(0.0, 1.0, 0, 0, cv2.resize(grey, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
@@ -372,6 +386,26 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
     held = _Frames(reader, near, lo, hi)
     if not held.frames:
         return None
+    found = _moment_of(query_rgb, held, lo, hi)
+    if found is None:
+        # A meme's caption bar above or below the picture keeps it from lying over any frame: the picture without
+        # it (and without black bars it had inside) is tried next. Only then, since a flat sky or a plain
+        # background at a picture's edge may look like a bar too.
+        box = caption_box(query_rgb)
+        if is_cropped(box, query_rgb.shape):
+            inside = box.crop(query_rgb)
+            found = _moment_of(content_box(inside).crop(inside), held, lo, hi)
+    if found is None:
+        # Burnt-in subtitles cover the picture's lower part and lower every frame's likeness: its upper part alone,
+        # as a crop of the frame.
+        h = query_rgb.shape[0]
+        found = _moment_of(query_rgb[: h - round(h * SUBTITLE_SHARE)], held, lo, hi)
+    return found
+
+
+def _moment_of(query_rgb: np.ndarray, held: _Frames, lo: float, hi: float) -> Moment | None:
+    """exact_moment for one picture, on the frames held (read further as needed)."""
+    reader = held.reader
     shape = held.frames[0].shape
     # First the query as a whole frame (or mirrored: search matches a flipped screenshot without its mirror when
     # the CNN's vector hardly changes under the flip, but pixels do). Most screenshots are whole frames, and in
