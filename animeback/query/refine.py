@@ -45,6 +45,9 @@ ACCEPT_SCORE = 0.9
 # A query placed as a crop: a crop placed nearly right on a frame of a slow zoom or pan peaked at 0.95-0.96 there,
 # seconds from its own frame (benchmarks/README.md).
 CROP_ACCEPT_SCORE = 0.97
+# Below this the best frame read so far may be a neighbour of the query's in a slow pan (measured: 0.906 a second
+# from the query's own frame, which scored 0.98): the frames around are read on as when there is no likeness yet.
+SURE_SCORE = 0.95
 # An orientation (the query or its mirror) this much more like the frames as a whole is the one placed as a crop.
 ORIENTATION_MARGIN = 0.1
 SUBTITLE_SHARE = 0.3  # of a picture's height, at its bottom: where subtitles are burnt in
@@ -302,8 +305,8 @@ class _Frames:
         scores = correlations(self.frames, placement) if held_scores is None else held_scores
         while True:
             best = int(np.argmax(scores))
-            unsure = scores[best] < ACCEPT_SCORE
-            # No likeness yet: read on only within UNSURE_REACH_S, since a false match would read the most.
+            unsure = scores[best] < SURE_SCORE
+            # No sure likeness yet: read on only within UNSURE_REACH_S, since a false match would read the most.
             lo_limit = max(self.reach_lo, self.near - UNSURE_REACH_S) if unsure else self.reach_lo
             hi_limit = min(self.reach_hi, self.near + UNSURE_REACH_S) if unsure else self.reach_hi
             later = (best == len(scores) - 1 or unsure or whole_reach) and self.times[-1] < hi_limit - half
