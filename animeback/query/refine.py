@@ -229,20 +229,41 @@ class Placement:
     template: np.ndarray
 
 
+class Templates:
+    """A grey query's templates (grey_query) at each share of its size asked for, each shrunk once however many
+    frames it is placed on (shrinking it per frame cost as much as the placing)."""
+
+    def __init__(self, query: np.ndarray):
+        self.query = query
+        self._made: dict[float, np.ndarray | None] = {}
+
+    def at(self, scale: float) -> np.ndarray | None:
+        """The template at this share of the query's size; None when it is too small, over the whole size or one flat
+        tone."""
+        if scale not in self._made:
+            h, w = self.query.shape
+            tw, th = round(w * scale), round(h * scale)
+            if tw < 16 or th < 16 or scale > 1.0:
+                template = None
+            else:
+                template = (
+                    self.query if scale == 1.0 else cv2.resize(self.query, (tw, th), interpolation=cv2.INTER_AREA)
+                )
+                template = template if template.std() >= 1.0 else None
+            self._made[scale] = template
+        return self._made[scale]
+
+
 def place_query(
-    query: np.ndarray, frame: np.ndarray, near_scale: float | None = None, fine: bool = True
+    query: Templates, frame: np.ndarray, near_scale: float | None = None, fine: bool = True
 ) -> Placement | None:
-    """The best placement of the grey query (grey_query) on a grey frame, taken as the whole frame or as a crop of
-    it; near_scale tries only sizes around that one, and without fine only the coarse sizes. None when the query is
-    one flat tone."""
+    """The best placement of the query's templates on a grey frame, taken as the whole frame or as a crop of it;
+    near_scale tries only sizes around that one, and without fine only the coarse sizes. None when the query is one
+    flat tone."""
 
     def tried(scale: float) -> Placement | None:
-        h, w = query.shape
-        tw, th = round(w * scale), round(h * scale)
-        if tw < 16 or th < 16 or scale > 1.0:
-            return None
-        template = query if scale == 1.0 else cv2.resize(query, (tw, th), interpolation=cv2.INTER_AREA)
-        if template.std() < 1.0:
+        template = query.at(scale)
+        if template is None:
             return None
         _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(frame, template, cv2.TM_CCOEFF_NORMED))
         return Placement(float(score), scale, int(x), int(y), template)
@@ -282,6 +303,14 @@ class _Frames:
         self.reach_lo, self.reach_hi = max(lo, near - MAX_REACH_S), min(hi, near + MAX_REACH_S)
         self.times, self.frames = reader.read(max(lo, near - WINDOW_S), min(hi, near + WINDOW_S))
         self.at_end = True  # the decoder is just past the last frame held (not after a seek back)
+        self._halves: dict[int, np.ndarray] = {}  # each held frame at half size, by id(frame), made when first asked
+
+    def halved(self, frame: np.ndarray) -> np.ndarray:
+        """A held frame at half its size, shrunk once for every placement on it."""
+        key = id(frame)  # held frames stay held, so their ids are not reused while this lives
+        if key not in self._halves:
+            self._halves[key] = _halved(frame)
+        return self._halves[key]
 
     def nearest(self, among: np.ndarray | None = None) -> int:
         """The frame held nearest search's moment (of the indices among, when given)."""
@@ -339,33 +368,33 @@ class _Frames:
                 self.times, self.frames, scores = times + self.times, frames + self.frames, np.append(more, scores)
 
 
-def _as_crop(greys: list[tuple[np.ndarray, Placement, float]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
-    """The query taken as a crop of a frame (each grey orientation with its whole-frame placement and score): placed
+def _as_crop(greys: list[tuple[np.ndarray, float]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
+    """The query taken as a crop of a frame (each grey orientation with its best score as a whole frame): placed
     at the coarse sizes on every other frame held, finely on the frame it fits best, then again on the best frame
     under that place until the place no longer moves (a zoom or pan makes the query look like a crop of its
     neighbours; it fits its own best)."""
-    greys = sorted(greys, key=lambda oriented: -oriented[2])
-    if len(greys) == 2 and greys[0][2] - greys[1][2] >= ORIENTATION_MARGIN:
+    greys = sorted(greys, key=lambda oriented: -oriented[1])
+    if len(greys) == 2 and greys[0][1] - greys[1][1] >= ORIENTATION_MARGIN:
         greys = greys[:1]  # the crop's orientation is plain from the whole frame's likeness already
     # Every other frame, at half size: the frame search matched may be a second from the query's, and in between the
     # picture moved, so that a crop (a half frame, say) fits it poorly and only at a wrong place (measured); which
     # frame fits best shows at half the size, and neighbouring frames differ too little for both to be needed.
-    small = [_halved(frame) for frame in held.frames[::2]]
-    found: tuple[Placement, np.ndarray] | None = None
-    for grey, _, _ in greys:
-        template = _halved(grey)
-        coarse = [(p.score, 2 * i) for i, frame in enumerate(small) if (p := place_query(template, frame, fine=False))]
+    small = [held.halved(frame) for frame in held.frames[::2]]
+    found: tuple[Placement, Templates] | None = None
+    for grey, _ in greys:
+        halved, templates = Templates(_halved(grey)), Templates(grey)
+        coarse = [(p.score, 2 * i) for i, frame in enumerate(small) if (p := place_query(halved, frame, fine=False))]
         # (Too small to place at half size: on the frame search matched.)
-        placement = place_query(grey, held.frames[max(coarse)[1] if coarse else held.nearest()])
+        placement = place_query(templates, held.frames[max(coarse)[1] if coarse else held.nearest()])
         good = placement is not None and placement.score >= MIN_PLACEMENT_SCORE
         if placement is not None and good and (found is None or placement.score > found[0].score):
-            found = (placement, grey)
+            found = (placement, templates)
     if found is None:
         return None
-    placement, grey = found
+    placement, templates = found
     scores = held.scores(placement)
     for _ in range(_PASSES):
-        replaced = place_query(grey, held.frames[int(np.argmax(scores))])
+        replaced = place_query(templates, held.frames[int(np.argmax(scores))])
         if replaced is None or (replaced.scale, replaced.x, replaced.y) == (placement.scale, placement.x, placement.y):
             break
         placement = replaced
@@ -389,67 +418,81 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
     held = _Frames(reader, near, lo, hi)
     if not held.frames:
         return None
-    found = _moment_of(query_rgb, held, lo, hi)
+    # Cheapest reading first: most screenshots are whole frames, and a captioned one is a whole frame once its bar
+    # is cut, so both come before placing the picture as a crop (which costs the most, and fails on either).
+    sent = _WholeReading(query_rgb, held)
+    found = sent.moment(lo, hi, crops=False)
     if found is None:
         # A meme's caption bar above or below the picture keeps it from lying over any frame: the picture without
-        # it (and without black bars it had inside) is tried next. Only then, since a flat sky or a plain
-        # background at a picture's edge may look like a bar too.
+        # it (and without black bars it had inside). Not taken for the picture before the whole query fails,
+        # since a flat sky or a plain background at a picture's edge may look like a bar too.
         box = caption_box(query_rgb)
         if is_cropped(box, query_rgb.shape):
             inside = box.crop(query_rgb)
-            found = _moment_of(content_box(inside).crop(inside), held, lo, hi)
+            found = _WholeReading(content_box(inside).crop(inside), held).moment(lo, hi)
+    if found is None:
+        found = sent.moment(lo, hi)
     if found is None:
         # Burnt-in subtitles cover the picture's lower part and lower every frame's likeness: its upper part alone,
         # as a crop of the frame.
         h = query_rgb.shape[0]
-        found = _moment_of(query_rgb[: h - round(h * SUBTITLE_SHARE)], held, lo, hi)
+        found = _WholeReading(query_rgb[: h - round(h * SUBTITLE_SHARE)], held).moment(lo, hi)
     return found
 
 
-def _moment_of(query_rgb: np.ndarray, held: _Frames, lo: float, hi: float) -> Moment | None:
-    """exact_moment for one picture, on the frames held (read further as needed)."""
-    reader = held.reader
-    shape = held.frames[0].shape
-    # First the query as a whole frame (or mirrored: search matches a flipped screenshot without its mirror when
-    # the CNN's vector hardly changes under the flip, but pixels do). Most screenshots are whole frames, and in
-    # a zoom any later frame is also a crop of an earlier one: the whole-frame reading is the one to trust.
-    grey = grey_query(query_rgb, shape)  # shrunk once; its mirror is the small copy flipped
-    greys: list[tuple[np.ndarray, Placement, float]] = []  # each orientation, as a whole frame, and its best score
-    for oriented in (grey, np.ascontiguousarray(grey[:, ::-1])):
-        whole = _whole(oriented, shape)
-        whole_scores = correlations(held.frames, whole)
-        greys.append((oriented, whole, float(whole_scores.max())))
-        if len(greys) == 1 or greys[-1][2] > greys[0][2]:
-            placement, scores = whole, whole_scores
-        if greys[-1][2] >= ACCEPT_SCORE:
-            break  # plainly the picture: its mirror need not be tried
-    scores = held.scores(placement, scores)
-    if scores.max() < ACCEPT_SCORE:
-        cropped = _as_crop(greys, held)
-        if cropped is None:
-            return None
-        placement, scores = cropped
-    best, same = held.best(scores)
-    as_whole = placement.scale == 1.0 and placement.x == placement.y == 0
-    # A crop's place is free, so it finds some likeness on many frames: it must fit better to be believed.
-    if scores.max() < (ACCEPT_SCORE if as_whole else CROP_ACCEPT_SCORE):
-        return None  # no frame is plainly the query's picture (a caption over it, a photo at an angle)
-    if not as_whole:
-        # Placed only nearly right, a crop fits a slow zoom's or pan's frames seconds from its own almost as well:
-        # its best frame is `at`, and the scene's span stays.
-        return Moment(held.times[best], lo, hi)
-    if same[-1] - same[0] + 1 > len(same):
-        # The same picture again further off (an animation cycle, a drawing held twice): any of its showings may
-        # be the moment, so all of the scene's reach is read and from..to spans every one.
-        scores = held.scores(placement, scores, whole_reach=True)
+class _WholeReading:
+    """A picture read as a whole frame over the frames held, the better of it and its mirror: search matches a
+    flipped screenshot without its mirror when the CNN's vector hardly changes under the flip, but pixels do."""
+
+    def __init__(self, query_rgb: np.ndarray, held: _Frames):
+        self.held = held
+        shape = held.frames[0].shape
+        grey = grey_query(query_rgb, shape)  # shrunk once; its mirror is the small copy flipped
+        self.greys: list[tuple[np.ndarray, float]] = []  # each orientation and its best score as a whole frame
+        for oriented in (grey, np.ascontiguousarray(grey[:, ::-1])):
+            whole = _whole(oriented, shape)
+            whole_scores = correlations(held.frames, whole)
+            self.greys.append((oriented, float(whole_scores.max())))
+            if len(self.greys) == 1 or self.greys[-1][1] > self.greys[0][1]:
+                self.placement, self.scores = whole, whole_scores
+            if self.greys[-1][1] >= ACCEPT_SCORE:
+                break  # plainly the picture: its mirror need not be tried
+
+    def moment(self, lo: float, hi: float, crops: bool = True) -> Moment | None:
+        """exact_moment for this picture as a whole frame, then (with crops, when no frame is plainly it) as a crop of
+        one; the frames held are read further as needed."""
+        held, placement = self.held, self.placement
+        # Scores of fewer frames than held: another reading has read more since.
+        known = self.scores if len(self.scores) == len(held.frames) else None
+        scores = self.scores = held.scores(placement, known)
+        if scores.max() < ACCEPT_SCORE:
+            # In a zoom any later frame is also a crop of an earlier one: the whole-frame reading, when plain, is
+            # the one to trust, and only without it is the picture placed as a crop.
+            cropped = _as_crop(self.greys, held) if crops else None
+            if cropped is None:
+                return None
+            placement, scores = cropped
         best, same = held.best(scores)
-    times = held.times
-    first, last = int(same[0]), int(same[-1])
-    # The same picture up to an end of what was read, short of the scene's: a still shot, which the stored frames
-    # (near-duplicates kept once, with the span they cover) say goes on to the scene's end.
-    start = lo if first == 0 and times[0] > lo + reader.frame_s else times[first]
-    end = hi if last == len(times) - 1 and times[-1] < hi - reader.frame_s else times[last] + reader.frame_s
-    return Moment(times[best], start, end)
+        as_whole = placement.scale == 1.0 and placement.x == placement.y == 0
+        # A crop's place is free, so it finds some likeness on many frames: it must fit better to be believed.
+        if scores.max() < (ACCEPT_SCORE if as_whole else CROP_ACCEPT_SCORE):
+            return None  # no frame is plainly the query's picture (a caption over it, a photo at an angle)
+        if not as_whole:
+            # Placed only nearly right, a crop fits a slow zoom's or pan's frames seconds from its own almost as
+            # well: its best frame is `at`, and the scene's span stays.
+            return Moment(held.times[best], lo, hi)
+        if same[-1] - same[0] + 1 > len(same):
+            # The same picture again further off (an animation cycle, a drawing held twice): any of its showings
+            # may be the moment, so all of the scene's reach is read and from..to spans every one.
+            scores = held.scores(placement, scores, whole_reach=True)
+            best, same = held.best(scores)
+        times, frame_s = held.times, held.reader.frame_s
+        first, last = int(same[0]), int(same[-1])
+        # The same picture up to an end of what was read, short of the scene's: a still shot, which the stored
+        # frames (near-duplicates kept once, with the span they cover) say goes on to the scene's end.
+        start = lo if first == 0 and times[0] > lo + frame_s else times[first]
+        end = hi if last == len(times) - 1 and times[-1] < hi - frame_s else times[last] + frame_s
+        return Moment(times[best], start, end)
 
 
 def find_moment(

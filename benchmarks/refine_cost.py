@@ -1,0 +1,137 @@
+"""The exact moment's cost and yield per distortion: search with search.refine on and off, and with the exact moment
+as another git revision has it, side by side.
+
+    .venv/bin/python benchmarks/refine_cost.py [--queries 6] [--seed 7] [--against HEAD~1]
+
+One default index of the shared clips (ImageNet + PCA, no half-frame entries), the robustness benchmark's queries
+(benchmarks/common.py ROBUST_DISTORTIONS, seeded query times per clip). Every query is searched by every method in
+turn (A B C, A B C, ...), so the machine's load falls on all alike. --against REV loads animeback/query/refine.py as
+of that revision (git show) and answers with its exact moment and its frame readers, the rest of the search being
+this checkout's: a change to refine.py is then measured against what it replaces, in the same run.
+
+Printed per distortion: each method's median search time, and the share of its right answers (right file, `at`
+within 1 s or the true time inside from..to) that are exact (`at` within 0.5 s of the true time, or showing the
+same picture, as in robustness.py; no false-match threshold here). Then over all queries: each method's p50 with
+p25..p75, and the ratio of each method's time to the time without the exact moment, query by query (median, p10..p90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from accuracy import build, query_frames
+from common import ROBUST_DISTORTIONS, ROOT, percentile, shared_clips
+from robustness import ClipFrames
+
+from animeback.query import search as search_module
+from animeback.query.search import Searcher
+
+
+def refine_at(revision: str, workdir: Path):
+    """animeback/query/refine.py as of a git revision, loaded as a module of this checkout's package."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{revision}:animeback/query/refine.py"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"--against {revision}: {exc.stderr.decode().strip()}")
+    path = workdir / "refine_at_revision.py"
+    path.write_bytes(source)
+    spec = importlib.util.spec_from_file_location("animeback.query.refine_at_revision", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def exact_moment_of(module):
+    """Search answers with this module's find_moment while inside."""
+    own = search_module.find_moment
+    search_module.find_moment = module.find_moment
+    try:
+        yield
+    finally:
+        search_module.find_moment = own
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, default=6, help="query times per clip")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--against", metavar="REV", help="also measure refine.py as of this git revision")
+    args = parser.parse_args()
+    clips = shared_clips()
+    plan, frames, _ = query_frames(clips, args.queries, args.seed)
+    truth = ClipFrames(clips)
+    with tempfile.TemporaryDirectory() as tmp:
+        index, _ = build(Path(tmp) / "index", clips, None, {}, False)
+        plain = Searcher(index)
+        methods: dict = {"refine": (plain, None)}
+        if args.against:
+            module = refine_at(args.against, Path(tmp))
+            earlier = Searcher(index)
+            earlier.readers = module.ReaderPool()
+            methods[f"refine@{args.against}"] = (earlier, module)
+        methods["no refine"] = (Searcher(index, dataclasses.replace(index.settings.search, refine=0)), None)
+        times: dict = {m: {name: [] for name in ROBUST_DISTORTIONS} for m in methods}
+        exact: dict = {m: {name: [0, 0] for name in ROBUST_DISTORTIONS} for m in methods}
+        for name, distort in ROBUST_DISTORTIONS.items():
+            rng = np.random.default_rng(args.seed)
+            for key in plan:
+                image = distort(frames[key], rng)
+                clip, t = key
+                for method, (searcher, module) in methods.items():
+                    started = time.perf_counter()
+                    if module is None:
+                        outcome = searcher.search(image, cut_borders=True)
+                    else:
+                        with exact_moment_of(module):
+                            outcome = searcher.search(image, cut_borders=True)
+                    times[method][name].append((time.perf_counter() - started) * 1000)
+                    match = outcome.matches[0] if outcome.matches else None
+                    if (
+                        match
+                        and match.filename == clip.name
+                        and (abs(match.at - t) <= 1.0 or match.start <= t <= match.end)
+                    ):
+                        exact[method][name][0] += 1
+                        exact[method][name][1] += abs(match.at - t) <= 0.5 or truth.same_picture(clip, match.at, t)
+        index.close()
+
+    print(
+        f"{len(plan)} queries per distortion ({args.queries} per clip, seed {args.seed}); default index of {len(clips)} clips"
+    )
+    print(f"{'distortion':<18}" + "".join(f"{m[:20] + ' ms':>24}{'exact':>8}" for m in methods))
+    for name in ROBUST_DISTORTIONS:
+        row = f"{name:<18}"
+        for method in methods:
+            right, exact_answers = exact[method][name]
+            row += f"{np.median(times[method][name]):24.1f}{exact_answers / max(right, 1):8.1%}"
+        print(row)
+    baseline = np.concatenate([times["no refine"][name] for name in ROBUST_DISTORTIONS])
+    for method in methods:
+        pooled = np.concatenate([times[method][name] for name in ROBUST_DISTORTIONS])
+        right = sum(exact[method][name][0] for name in ROBUST_DISTORTIONS)
+        exact_answers = sum(exact[method][name][1] for name in ROBUST_DISTORTIONS)
+        ratios = pooled / baseline
+        print(
+            f"{method:<22} p50 {percentile(pooled, 50):6.1f} ms (p25 {percentile(pooled, 25):.1f} .. p75 "
+            f"{percentile(pooled, 75):.1f}); p50 / no refine's {percentile(pooled, 50) / percentile(baseline, 50):.2f}; "
+            f"per query x{np.median(ratios):.2f} (p10 {percentile(ratios, 10):.2f} .. p90 {percentile(ratios, 90):.2f}); "
+            f"exact {exact_answers}/{right}"
+        )
+
+
+if __name__ == "__main__":
+    main()
