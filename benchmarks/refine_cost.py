@@ -72,14 +72,14 @@ def main() -> None:
     parser.add_argument("--against", metavar="REV", help="also measure refine.py as of this git revision")
     args = parser.parse_args()
     clips = shared_clips()
-    plan, frames, _ = query_frames(clips, args.queries, args.seed)
-    truth = ClipFrames(clips)
     with tempfile.TemporaryDirectory() as tmp:
+        module = refine_at(args.against, Path(tmp)) if args.against else None  # a bad revision fails first
+        plan, frames, _ = query_frames(clips, args.queries, args.seed)
+        truth = ClipFrames(clips)
         index, _ = build(Path(tmp) / "index", clips, None, {}, False)
         plain = Searcher(index)
         methods: dict = {"refine": (plain, None)}
-        if args.against:
-            module = refine_at(args.against, Path(tmp))
+        if module is not None:
             earlier = Searcher(index)
             earlier.readers = module.ReaderPool()
             methods[f"refine@{args.against}"] = (earlier, module)
@@ -91,12 +91,12 @@ def main() -> None:
             for key in plan:
                 image = distort(frames[key], rng)
                 clip, t = key
-                for method, (searcher, module) in methods.items():
+                for method, (searcher, revision) in methods.items():
                     started = time.perf_counter()
-                    if module is None:
+                    if revision is None:
                         outcome = searcher.search(image, cut_borders=True)
                     else:
-                        with exact_moment_of(module):
+                        with exact_moment_of(revision):
                             outcome = searcher.search(image, cut_borders=True)
                     times[method][name].append((time.perf_counter() - started) * 1000)
                     match = outcome.matches[0] if outcome.matches else None
