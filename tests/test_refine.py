@@ -256,3 +256,17 @@ def test_a_meme_s_caption_bar_and_burnt_in_subtitles_do_not_hide_the_moment(tmp_
         with FrameReader(video, None) as reader:
             found = exact_moment(meme, reader, t - 0.3, 0.0, 4.0)
         assert found is not None and found.end - found.start <= 2 * FRAME_S + 1e-3, found
+
+
+def test_a_screenshot_turned_by_a_few_degrees_is_read_turned_back(tmp_path):
+    # Turned, the picture lies over no frame as it is (nor as a crop): read turned back, it is its own frame's,
+    # and from..to is that frame's span, not the scene's.
+    video = _test_pattern(tmp_path)
+    for t, angle in ((1.23, 2.0), (2.07, -3.0), (2.71, 1.5)):
+        shot = _shot(video, t, tmp_path)
+        h, w = shot.shape[:2]
+        turned = cv2.warpAffine(shot, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), (w, h))
+        with FrameReader(video, None) as reader:
+            found = exact_moment(turned, reader, t - 0.3, 0.0, 4.0)
+        assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, angle, found)
+        assert found.end - found.start <= 2 * FRAME_S + 1e-3, found

@@ -48,6 +48,10 @@ CROP_ACCEPT_SCORE = 0.97
 # Below this the best frame read so far may be a neighbour of the query's in a slow pan (measured: 0.906 a second
 # from the query's own frame, which scored 0.98): the frames around are read on as when there is no likeness yet.
 SURE_SCORE = 0.95
+# A whole-frame query this many degrees turned is read turned back (a photo of a screen held askew, a rotated
+# repost); less is no turn, more no frame of ours.
+MIN_ROTATION, MAX_ROTATION = 0.4, 6.0
+DEROTATE_FROM = 0.6  # a whole-frame likeness under this is not sought turned
 # An orientation (the query or its mirror) this much more like the frames as a whole is the one placed as a crop.
 ORIENTATION_MARGIN = 0.1
 SUBTITLE_SHARE = 0.3  # of a picture's height, at its bottom: where subtitles are burnt in
@@ -227,6 +231,7 @@ class Placement:
     x: int
     y: int
     template: np.ndarray
+    derotated: bool = False  # the whole frame turned back upright, its rotated-in corners left out
 
 
 class Templates:
@@ -402,6 +407,37 @@ def _as_crop(greys: list[tuple[np.ndarray, float]], held: _Frames) -> tuple[Plac
     return placement, scores
 
 
+def _derotated(whole: Placement, held: _Frames, index: int) -> Placement | None:
+    """The whole-frame query turned to lie over a held frame (a photo or screenshot taken a few degrees off), as the
+    part of it inside its rotated-in corners; None when it is not turned, or turned further than a hand would."""
+    frame = held.frames[index]
+    try:
+        # Aligned at half size (a quarter of the cost; the angle shows as well), the shift then doubled.
+        _, found = cv2.findTransformECC(
+            held.halved(frame),
+            _halved(whole.template),
+            np.eye(2, 3, dtype=np.float32),
+            cv2.MOTION_EUCLIDEAN,
+            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-4),
+            np.ones(held.halved(frame).shape, np.uint8),
+            1,
+        )
+    except cv2.error:
+        return None  # no alignment found (a flat frame, or one unlike the query)
+    warp = np.asarray(found, np.float32)
+    warp[:, 2] *= 2
+    angle = abs(float(np.degrees(np.arctan2(warp[1, 0], warp[0, 0]))))
+    if not MIN_ROTATION <= angle <= MAX_ROTATION:
+        return None
+    h, w = frame.shape
+    upright = cv2.warpAffine(whole.template, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    inset = int(np.ceil(np.sin(np.radians(angle)) * w)) + 1
+    x, y = inset + int(np.ceil(abs(warp[0, 2]))), inset + int(np.ceil(abs(warp[1, 2])))
+    if w - 2 * x < w // 2 or h - 2 * y < h // 2:
+        return None
+    return Placement(0.0, 1.0, x, y, np.ascontiguousarray(upright[y : h - y, x : w - x]), derotated=True)
+
+
 def _halved(grey: np.ndarray) -> np.ndarray:
     """A grey picture at half its size."""
     return cv2.resize(grey, (max(1, grey.shape[1] // 2), max(1, grey.shape[0] // 2)), interpolation=cv2.INTER_AREA)
@@ -468,12 +504,24 @@ class _WholeReading:
         if scores.max() < ACCEPT_SCORE:
             # In a zoom any later frame is also a crop of an earlier one: the whole-frame reading, when plain, is
             # the one to trust, and only without it is the picture placed as a crop.
-            cropped = _as_crop(self.greys, held) if crops else None
+            if not crops:
+                return None
+            nearest = int(np.argmax(scores))
+            # Some likeness as it is: maybe the frame turned by a few degrees (a rotation lowers a whole frame's
+            # score to 0.6-0.9 here; a crop's or a half's whole-frame score is mostly lower, and aligning costs).
+            upright = _derotated(placement, held, nearest) if scores[nearest] >= DEROTATE_FROM else None
+            turned = (upright, held.scores(upright)) if upright is not None else None
+            cropped = _as_crop(self.greys, held)
+            # A crop placed nearly right also gains from a turn (the alignment takes its shift and scale for one):
+            # turned back, the picture must fit better than as a crop to be read so.
+            plain = turned is not None and turned[1].max() >= ACCEPT_SCORE
+            if turned is not None and plain and (cropped is None or turned[1].max() > cropped[1].max()):
+                cropped = turned
             if cropped is None:
                 return None
             placement, scores = cropped
         best, same = held.best(scores)
-        as_whole = placement.scale == 1.0 and placement.x == placement.y == 0
+        as_whole = placement.derotated or (placement.scale == 1.0 and placement.x == placement.y == 0)
         # A crop's place is free, so it finds some likeness on many frames: it must fit better to be believed.
         if scores.max() < (ACCEPT_SCORE if as_whole else CROP_ACCEPT_SCORE):
             return None  # no frame is plainly the query's picture (a caption over it, a photo at an angle)
