@@ -233,6 +233,11 @@ class Placement:
     template: np.ndarray
     derotated: bool = False  # the whole frame turned back upright, its rotated-in corners left out
 
+    @property
+    def as_whole(self) -> bool:
+        """Whether the query lies over the whole frame (as it is, or turned back), not over a crop of it."""
+        return self.derotated or (self.scale == 1.0 and self.x == self.y == 0)
+
 
 class Templates:
     """A grey query's templates (grey_query) at each share of its size asked for, each shrunk once however many
@@ -411,15 +416,16 @@ def _derotated(whole: Placement, held: _Frames, index: int) -> Placement | None:
     """The whole-frame query turned to lie over a held frame (a photo or screenshot taken a few degrees off), as the
     part of it inside its rotated-in corners; None when it is not turned, or turned further than a hand would."""
     frame = held.frames[index]
+    small = held.halved(frame)
     try:
         # Aligned at half size (a quarter of the cost; the angle shows as well), the shift then doubled.
         _, found = cv2.findTransformECC(
-            held.halved(frame),
+            small,
             _halved(whole.template),
             np.eye(2, 3, dtype=np.float32),
             cv2.MOTION_EUCLIDEAN,
             (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-4),
-            np.ones(held.halved(frame).shape, np.uint8),
+            np.ones(small.shape, np.uint8),
             1,
         )
     except cv2.error:
@@ -477,8 +483,9 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
 
 
 class _WholeReading:
-    """A picture read as a whole frame over the frames held, the better of it and its mirror: search matches a
-    flipped screenshot without its mirror when the CNN's vector hardly changes under the flip, but pixels do."""
+    """A picture read over the frames held: first as a whole frame, the better of it and its mirror (search matches a
+    flipped screenshot without its mirror when the CNN's vector hardly changes under the flip, but pixels do), then
+    in moment() turned back or as a crop."""
 
     def __init__(self, query_rgb: np.ndarray, held: _Frames):
         self.held = held
@@ -510,22 +517,21 @@ class _WholeReading:
             # Some likeness as it is: maybe the frame turned by a few degrees (a rotation lowers a whole frame's
             # score to 0.6-0.9 here; a crop's or a half's whole-frame score is mostly lower, and aligning costs).
             upright = _derotated(placement, held, nearest) if scores[nearest] >= DEROTATE_FROM else None
-            turned = (upright, held.scores(upright)) if upright is not None else None
-            cropped = _as_crop(self.greys, held)
-            # A crop placed nearly right also gains from a turn (the alignment takes its shift and scale for one):
-            # turned back, the picture must fit better than as a crop to be read so.
-            plain = turned is not None and turned[1].max() >= ACCEPT_SCORE
-            if turned is not None and plain and (cropped is None or turned[1].max() > cropped[1].max()):
-                cropped = turned
-            if cropped is None:
+            read = _as_crop(self.greys, held)
+            if upright is not None:
+                # A crop placed nearly right also gains from a turn (the alignment takes its shift and scale for
+                # one): turned back, the picture must fit better than as a crop to be read so.
+                turned = held.scores(upright)
+                if turned.max() >= ACCEPT_SCORE and (read is None or turned.max() > read[1].max()):
+                    read = (upright, turned)
+            if read is None:
                 return None
-            placement, scores = cropped
+            placement, scores = read
         best, same = held.best(scores)
-        as_whole = placement.derotated or (placement.scale == 1.0 and placement.x == placement.y == 0)
         # A crop's place is free, so it finds some likeness on many frames: it must fit better to be believed.
-        if scores.max() < (ACCEPT_SCORE if as_whole else CROP_ACCEPT_SCORE):
+        if scores.max() < (ACCEPT_SCORE if placement.as_whole else CROP_ACCEPT_SCORE):
             return None  # no frame is plainly the query's picture (a caption over it, a photo at an angle)
-        if not as_whole:
+        if not placement.as_whole:
             # Placed only nearly right, a crop fits a slow zoom's or pan's frames seconds from its own almost as
             # well: its best frame is `at`, and the scene's span stays.
             return Moment(held.times[best], lo, hi)
