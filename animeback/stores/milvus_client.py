@@ -1,6 +1,7 @@
 """pymilvus's client class, imported once the same way by every store that talks to Milvus."""
 
 import contextlib
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -30,3 +31,26 @@ def milvus_answers(what: str) -> Iterator[None]:
         yield
     except MilvusException as exc:  # the usual cause: a Milvus that went away (with its store host)
         raise StoreUnavailableError(f"Milvus did not answer {what} ({exc.message or type(exc).__name__})") from None
+
+
+def strong_scan(
+    client: Any, collection: str, key: str, fields: list[str], page: int = 1000, timeout_s: float | None = None
+) -> Iterator[dict]:
+    """Every row of a collection (its primary key `key` and `fields`), read at Strong consistency a page at a time
+    in key order."""
+    # Not query_iterator: pymilvus sends an iterator's requests with the collection's default consistency
+    # (Bounded), whatever level it is given, and a Milvus standalone then answers without the last seconds' writes.
+    after: Any = None
+    while True:
+        rows = client.query(
+            collection,
+            filter="" if after is None else f"{key} > {json.dumps(after)}",
+            output_fields=[key, *fields],
+            limit=page,
+            consistency_level="Strong",
+            timeout=timeout_s,
+        )
+        yield from rows
+        if len(rows) < page:
+            return
+        after = max(row[key] for row in rows)  # a limited query answers the lowest keys past `after`

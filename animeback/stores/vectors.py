@@ -15,9 +15,10 @@ from ..config import Settings
 from ..errors import StoreUnavailableError
 from .catalogue import FRAME_ID_BITS, whole_frame_id
 from .codes import binary_codes, code_bits, code_similarity
-from .milvus_client import milvus_answers, milvus_client_class
+from .milvus_client import milvus_answers, milvus_client_class, strong_scan
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
+SCAN_PAGE = 10_000  # rows a scan of a whole collection reads at a time (Milvus answers at most 16384)
 
 log = logging.getLogger(__name__)
 
@@ -324,19 +325,13 @@ class VectorStore:
         """The distinct episode ids that have vectors (a full scan: for checks, not for serving)."""
         seen: set[int] = set()
         with milvus_answers("the scan of episodes"):
-            iterator = self.client.query_iterator(
-                self.collection, batch_size=1000, filter="", output_fields=["episode"], consistency_level="Strong"
-            )
-            while batch := iterator.next():
-                seen.update(int(r["episode"]) for r in batch)
-            iterator.close()
+            for row in strong_scan(self.client, self.collection, "id", ["episode"], SCAN_PAGE):
+                seen.add(int(row["episode"]))
             if self.coded_regions:
-                iterator = self.client.query_iterator(
-                    self.codes_collection, batch_size=1000, filter="", output_fields=["id"], consistency_level="Strong"
+                seen.update(
+                    int(row["id"]) >> FRAME_ID_BITS
+                    for row in strong_scan(self.client, self.codes_collection, "id", [], SCAN_PAGE)
                 )
-                while batch := iterator.next():
-                    seen.update(int(r["id"]) >> FRAME_ID_BITS for r in batch)
-                iterator.close()
         return seen
 
     def search(
