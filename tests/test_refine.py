@@ -286,3 +286,36 @@ def test_a_crop_keeping_60_percent_of_the_frame_is_read_at_its_own_frame(tmp_pat
         with FrameReader(video, None) as reader:
             found = exact_moment(np.ascontiguousarray(shot[y : y + ch, x : x + cw]), reader, t - 0.4, 0.0, 4.0)
         assert found is not None and abs(found.at - _shown(t)) <= 2 * FRAME_S + 1e-3, (t, (x, y), found)
+
+
+def test_a_caption_bar_that_runs_into_the_picture_s_own_white_edge_does_not_hide_the_moment(tmp_path):
+    # The picture's top is as white as the bar above it: the bar cannot be told from the picture (caption_box takes
+    # the white sky for bar too, and the rest is then only a crop of the frame), but the picture under the bar has a
+    # frame's shape: a whole frame, its own frame's span.
+    video = tmp_path / "white-sky.mp4"
+    sky = "drawbox=x=0:y=0:w=iw:h=ih*0.3:color=white:t=fill"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=24:duration=4",
+            "-vf",
+            sky,
+            str(video),
+        ],
+        check=True,
+    )
+    for t in (1.23, 2.71):
+        shot = _shot(video, t, tmp_path)
+        h, w = shot.shape[:2]
+        bar = np.full((h // 5, w, 3), 255, np.uint8)
+        cv2.putText(bar, "ME:", (20, h // 8), cv2.FONT_HERSHEY_DUPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+        meme = np.concatenate([bar, shot])
+        with FrameReader(video, None) as reader:
+            found = exact_moment(meme, reader, t - 0.3, 0.0, 4.0)
+        assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, found)
+        assert found.end - found.start <= 2 * FRAME_S + 1e-3, found  # a whole frame's span, not the scene's

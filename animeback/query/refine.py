@@ -26,7 +26,7 @@ import av
 import cv2
 import numpy as np
 
-from ..imaging import MOMENT_WIDTH, caption_box, content_box, is_cropped
+from ..imaging import CAPTION_MIN_SHARE, MOMENT_WIDTH, caption_box, content_box, is_cropped
 
 log = logging.getLogger(__name__)
 
@@ -464,14 +464,24 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
     # is cut, so both come before placing the picture as a crop (which costs the most, and fails on either).
     sent = _WholeReading(query_rgb, held)
     found = sent.moment(lo, hi, crops=False)
-    if found is None:
-        # A meme's caption bar above or below the picture keeps it from lying over any frame: the picture without
-        # it (and without black bars it had inside). Not taken for the picture before the whole query fails,
-        # since a flat sky or a plain background at a picture's edge may look like a bar too.
-        box = caption_box(query_rgb)
-        if is_cropped(box, query_rgb.shape):
-            inside = box.crop(query_rgb)
-            found = _WholeReading(content_box(inside).crop(inside), held).moment(lo, hi)
+    # A meme's caption bar above or below the picture keeps it from lying over any frame: the picture without it
+    # (and without black bars it had inside), as a whole frame first. Not taken for the picture before the whole
+    # query fails, since a flat sky or a plain background at a picture's edge may look like a bar too.
+    cut = None
+    box = caption_box(query_rgb) if found is None else None
+    if box is not None and is_cropped(box, query_rgb.shape):
+        inside = box.crop(query_rgb)
+        cut = _WholeReading(content_box(inside).crop(inside), held)
+        found = cut.moment(lo, hi, crops=False)
+    for end in _frame_shaped_ends(query_rgb, held.frames[0].shape) if found is None else ():
+        # A bar the picture's own flat edge runs into (a white sky under a white bar) is not told from it, or is
+        # taken too tall, but the picture under or over it has a frame's shape.
+        found = _WholeReading(end, held).moment(lo, hi, crops=False)
+        if found is not None:
+            break
+    # Then as a crop of a frame: the picture without its caption (a meme of a cropped frame), or as it is.
+    if found is None and cut is not None:
+        found = cut.moment(lo, hi)
     if found is None:
         found = sent.moment(lo, hi)
     if found is None:
@@ -480,6 +490,14 @@ def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: fl
         h = query_rgb.shape[0]
         found = _WholeReading(query_rgb[: h - round(h * SUBTITLE_SHARE)], held).moment(lo, hi)
     return found
+
+
+def _frame_shaped_ends(rgb: np.ndarray, frame_shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The bottom and top parts of a picture taller than a frame by at least a caption bar's height that have the
+    frame's shape; none for a picture not that much taller."""
+    h, w = rgb.shape[:2]
+    tall = round(w * frame_shape[0] / frame_shape[1])
+    return [rgb[h - tall :], rgb[:tall]] if h - tall >= CAPTION_MIN_SHARE * h else []
 
 
 class _WholeReading:
