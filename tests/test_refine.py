@@ -212,14 +212,21 @@ def test_a_picture_shown_again_and_again_gets_a_from_to_over_every_showing(tmp_p
     assert found.start <= showings[0] + 1e-3 and found.end >= showings[-1], found
 
 
-def _test_pattern(tmp_path) -> Path:
-    """Four seconds of ffmpeg's moving test pattern: every frame differs from its neighbours all over."""
-    video = tmp_path / "pattern.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=4", str(video)],
-        check=True,
-    )
+def _test_pattern(tmp_path, vf: str | None = None) -> Path:
+    """Four seconds of ffmpeg's moving test pattern (through the filter vf, when given): every frame differs from its
+    neighbours all over."""
+    video = tmp_path / ("pattern.mp4" if vf is None else "pattern-filtered.mp4")
+    source = ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=4"]
+    subprocess.run(["ffmpeg", "-v", "error", *source, *(["-vf", vf] if vf else []), str(video)], check=True)
     return video
+
+
+def _meme(shot: np.ndarray, text: str) -> np.ndarray:
+    """The picture under a meme's white caption bar (a fifth of its height) with a line of black text."""
+    h, w = shot.shape[:2]
+    bar = np.full((h // 5, w, 3), 255, np.uint8)
+    cv2.putText(bar, text, (20, h // 8), cv2.FONT_HERSHEY_DUPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+    return np.concatenate([bar, shot])
 
 
 def test_a_half_frame_is_placed_on_its_own_frame_when_search_s_moment_is_more_than_half_a_second_off(tmp_path):
@@ -240,9 +247,7 @@ def test_a_meme_s_caption_bar_and_burnt_in_subtitles_do_not_hide_the_moment(tmp_
     for t in (1.23, 2.07, 2.71):
         shot = _shot(video, t, tmp_path)
         h, w = shot.shape[:2]
-        bar = np.full((h // 5, w, 3), 255, np.uint8)
-        cv2.putText(bar, "NOBODY:", (20, h // 8), cv2.FONT_HERSHEY_DUPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
-        meme = np.concatenate([bar, shot])
+        meme = _meme(shot, "NOBODY:")
         subtitled = np.ascontiguousarray(shot[h // 20 : h - h // 20, w // 20 : w - w // 20])
         for line, y in (("I told you we have to go", 0.8), ("right now, look out!", 0.9)):
             org = (w // 8, int(subtitled.shape[0] * y))
@@ -292,29 +297,9 @@ def test_a_caption_bar_that_runs_into_the_picture_s_own_white_edge_does_not_hide
     # The picture's top is as white as the bar above it: the bar cannot be told from the picture (caption_box takes
     # the white sky for bar too, and the rest is then only a crop of the frame), but the picture under the bar has a
     # frame's shape: a whole frame, its own frame's span.
-    video = tmp_path / "white-sky.mp4"
-    sky = "drawbox=x=0:y=0:w=iw:h=ih*0.3:color=white:t=fill"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=24:duration=4",
-            "-vf",
-            sky,
-            str(video),
-        ],
-        check=True,
-    )
+    video = _test_pattern(tmp_path, vf="drawbox=x=0:y=0:w=iw:h=ih*0.3:color=white:t=fill")  # a white sky
     for t in (1.23, 2.71):
-        shot = _shot(video, t, tmp_path)
-        h, w = shot.shape[:2]
-        bar = np.full((h // 5, w, 3), 255, np.uint8)
-        cv2.putText(bar, "ME:", (20, h // 8), cv2.FONT_HERSHEY_DUPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
-        meme = np.concatenate([bar, shot])
+        meme = _meme(_shot(video, t, tmp_path), "ME:")
         with FrameReader(video, None) as reader:
             found = exact_moment(meme, reader, t - 0.3, 0.0, 4.0)
         assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, found)

@@ -33,8 +33,11 @@ def milvus_answers(what: str) -> Iterator[None]:
         raise StoreUnavailableError(f"Milvus did not answer {what} ({exc.message or type(exc).__name__})") from None
 
 
+SCAN_PAGE = 10_000  # rows a scan of a whole collection asks for at a time (Milvus answers at most 16384)
+
+
 def strong_scan(
-    client: Any, collection: str, key: str, fields: list[str], page: int = 1000, timeout_s: float | None = None
+    client: Any, collection: str, key: str, fields: list[str], page: int = SCAN_PAGE, timeout_s: float | None = None
 ) -> Iterator[dict]:
     """Every row of a collection (its primary key `key` and `fields`), read at Strong consistency a page at a time
     in key order."""

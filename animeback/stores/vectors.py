@@ -18,7 +18,6 @@ from .codes import binary_codes, code_bits, code_similarity
 from .milvus_client import milvus_answers, milvus_client_class, strong_scan
 
 MAX_TOPK = 16384  # the most results Milvus returns per query vector
-SCAN_PAGE = 10_000  # rows a scan of a whole collection reads at a time (Milvus answers at most 16384)
 
 log = logging.getLogger(__name__)
 
@@ -325,12 +324,11 @@ class VectorStore:
         """The distinct episode ids that have vectors (a full scan: for checks, not for serving)."""
         seen: set[int] = set()
         with milvus_answers("the scan of episodes"):
-            for row in strong_scan(self.client, self.collection, "id", ["episode"], SCAN_PAGE):
+            for row in strong_scan(self.client, self.collection, "id", ["episode"]):
                 seen.add(int(row["episode"]))
             if self.coded_regions:
                 seen.update(
-                    int(row["id"]) >> FRAME_ID_BITS
-                    for row in strong_scan(self.client, self.codes_collection, "id", [], SCAN_PAGE)
+                    int(row["id"]) >> FRAME_ID_BITS for row in strong_scan(self.client, self.codes_collection, "id", [])
                 )
         return seen
 
