@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from ..errors import AnimeBackError, IndexBusyError, StoreUnavailableError, WriteForbiddenError
-from .milvus_client import SCAN_PAGE, milvus_answers, milvus_client_class, strong_scan
+from .milvus_client import milvus_answers, milvus_client_class, strong_scan
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ CACHE_S = 2.0
 CACHE_ENTRIES = 100_000  # past this many, the cache starts empty again
 OWNER_KEY = "owner"  # a row of the published collection only: which installation writes it
 BATCH = 500
+# Rows a read of the whole collection asks for at a time: fewer than a scan of ids, since a value may be 64 KB and
+# an answer must stay well inside gRPC's message size.
+PAGE = 1000
 
 
 def published_collection(collection: str) -> str:
@@ -236,7 +239,7 @@ class MilvusValues:
             for i in range(0, len(deleted), BATCH):
                 self.client.delete(self.collection, ids=deleted[i : i + BATCH], timeout=self.timeout_s)
 
-    def _all(self, page: int = SCAN_PAGE) -> Iterator[dict]:
+    def _all(self, page: int = PAGE) -> Iterator[dict]:
         """Every row, read at Strong consistency: the repair after a crash must see the last writes."""
         with milvus_answers("the catalogue read"):
             yield from strong_scan(self.client, self.collection, "key", ["value"], page, self.timeout_s)
