@@ -304,3 +304,22 @@ def test_a_caption_bar_that_runs_into_the_picture_s_own_white_edge_does_not_hide
             found = exact_moment(meme, reader, t - 0.3, 0.0, 4.0)
         assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, found)
         assert found.end - found.start <= 2 * FRAME_S + 1e-3, found  # a whole frame's span, not the scene's
+
+
+def test_a_frame_seconds_from_search_s_moment_in_a_long_scene_is_found_by_its_keyframes(tmp_path):
+    # In a slow pan the stored frames of a long scene all look alike to the CNN, and search's moment may lie seconds
+    # from the query's frame, beyond what is read around it: the scene's keyframes (at least one a second, as
+    # `process` writes its tracks) say where to read.
+    video = tmp_path / "pan.mp4"
+    source = ["-f", "lavfi", "-i", "mandelbrot=size=1280x180:rate=24", "-t", "8", "-vf", "crop=320:180:x=40*t:y=0"]
+    subprocess.run(["ffmpeg", "-v", "error", *source, "-g", "24", str(video)], check=True)
+    for t in (5.23, 6.71):
+        shot = _shot(video, t, tmp_path)
+        with FrameReader(video, None) as reader:
+            found = exact_moment(shot, reader, 1.0, 0.0, 8.0)
+        assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, found)
+        assert found.end - found.start <= 2 * FRAME_S + 1e-3, found
+    with FrameReader(video, None) as reader:
+        times, frames = reader.keyframes(0.0, 8.0)
+    assert times[0] == 0.0 and 8 <= len(times) <= 16 and max(np.diff(times)) <= 1.0 + 1e-3, times
+    assert len(frames) == len(times)

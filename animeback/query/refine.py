@@ -61,6 +61,8 @@ _PASSES = 3  # placements on the best frame so far, until the place found no lon
 # the best (down to about 74% of the frame's side: a crop keeping 60% of the area is 77% of it).
 _PLACEMENT_SCALES = (1.0, 0.9, 0.8)
 _FINE_STEPS = (-0.06, -0.03, 0.03, 0.06)
+# A scene's keyframes are looked at (exact_moment) from this far beyond what was read to the scene's ends.
+SCAN_MARGIN_S = 0.5
 # Decoded first: this far either side of search's moment. The frame search matched is the nearest stored one, a
 # third of a second apart at the default sampling; a still or slow shot stored as one frame may reach further,
 # and the window then grows towards the better frames.
@@ -79,6 +81,10 @@ class Moment:
     at: float
     start: float
     end: float
+    likeness: float = 1.0  # the frame's score under the query's placement (normalised cross-correlation)
+    # Read as a crop of the frame: a crop's place is free, so in a pan it fits frames seconds from its own about as
+    # well, and its likeness tells them apart poorly.
+    as_crop: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,28 @@ class FrameReader:
         # From the keyframe to `start`, frames no other frame refers to need not be decoded at all.
         self.stream.codec_context.skip_frame = "NONREF"
         return self.read_on(end, after=start - self.frame_s / 2)
+
+    def keyframes(self, start: float, end: float) -> tuple[list[float], list[np.ndarray]]:
+        """The keyframes from `start` to `end` (seconds) alone, with their times: at least one a second in the
+        tracks `process` writes, and each decodes without any other frame."""
+        self.container.seek(self.origin + int(max(0.0, start) / self.time_base), stream=self.stream, backward=True)
+        self.stream.codec_context.skip_frame = "NONKEY"
+        times: list[float] = []
+        frames: list[np.ndarray] = []
+        try:
+            for frame in self.container.decode(self.stream):
+                if frame.pts is None:
+                    continue
+                t = (frame.pts - self.origin) * self.time_base
+                if t > end:
+                    break
+                if t >= start:
+                    times.append(t)
+                    frames.append(self._grey(frame))
+        finally:
+            self.stream.codec_context.skip_frame = "DEFAULT"
+            self._decoded = None  # a later read_on must seek first
+        return times, frames
 
     def read_on(self, end: float, after: float = -1.0) -> tuple[list[float], list[np.ndarray]]:
         """The frames after the last one read (or after `after`) up to `end`."""
@@ -246,6 +274,14 @@ class Templates:
     def __init__(self, query: np.ndarray):
         self.query = query
         self._made: dict[float, np.ndarray | None] = {}
+        self._half_size: Templates | None = None
+
+    @property
+    def halved(self) -> Templates:
+        """The templates of the query at half its size (made once)."""
+        if self._half_size is None:
+            self._half_size = Templates(_halved(self.query))
+        return self._half_size
 
     def at(self, scale: float) -> np.ndarray | None:
         """The template at this share of the query's size; None when it is too small, over the whole size or one flat
@@ -264,30 +300,27 @@ class Templates:
         return self._made[scale]
 
 
-def place_query(
-    query: Templates, frame: np.ndarray, near_scale: float | None = None, fine: bool = True
-) -> Placement | None:
+def place_query(query: Templates, frame: np.ndarray, fine: bool = True) -> Placement | None:
     """The best placement of the query's templates on a grey frame, taken as the whole frame or as a crop of it;
-    near_scale tries only sizes around that one, and without fine only the coarse sizes. None when the query is one
-    flat tone."""
-
-    def tried(scale: float) -> Placement | None:
-        template = query.at(scale)
-        if template is None:
-            return None
-        _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(frame, template, cv2.TM_CCOEFF_NORMED))
-        return Placement(float(score), scale, int(x), int(y), template)
-
-    scales = _PLACEMENT_SCALES if near_scale is None else (near_scale,)
-    found = [p for scale in scales if (p := tried(scale)) is not None]
+    without fine only the coarse sizes. None when the query is one flat tone."""
+    found = [p for scale in _PLACEMENT_SCALES if (p := _placed(query, frame, scale)) is not None]
     if not found:
         return None
     best = max(found, key=lambda p: p.score)
     for step in _FINE_STEPS if fine else ():
-        p = tried(round(best.scale + step, 3))
+        p = _placed(query, frame, round(best.scale + step, 3))
         if p is not None and p.score > best.score:
             best = p
     return best
+
+
+def _placed(query: Templates, frame: np.ndarray, scale: float) -> Placement | None:
+    """The query's template at this share placed where it fits the frame best; None when there is no such template."""
+    template = query.at(scale)
+    if template is None:
+        return None
+    _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(frame, template, cv2.TM_CCOEFF_NORMED))
+    return Placement(float(score), scale, int(x), int(y), template)
 
 
 def correlations(frames: list[np.ndarray], placement: Placement) -> np.ndarray:
@@ -296,13 +329,14 @@ def correlations(frames: list[np.ndarray], placement: Placement) -> np.ndarray:
     x, y = placement.x, placement.y
     template = placement.template - placement.template.mean()
     template /= max(float(np.linalg.norm(template)), 1e-6)
-    scores = np.zeros(len(frames), np.float32)
-    for i, frame in enumerate(frames):
-        patch = frame[y : y + th, x : x + tw]
-        patch = patch - patch.mean()
-        norm = float(np.linalg.norm(patch))
-        scores[i] = float(np.vdot(patch, template)) / norm if norm > 1e-6 else 0.0
-    return scores
+    if not frames:
+        return np.zeros(0, np.float32)
+    # All patches at once: a frame at a time cost as much again in numpy's per-call overhead.
+    patches = np.stack([frame[y : y + th, x : x + tw] for frame in frames])
+    patches -= patches.mean(axis=(1, 2), keepdims=True)
+    norms = np.sqrt(np.einsum("nij,nij->n", patches, patches))
+    dots = np.einsum("nij,ij->n", patches, template)
+    return np.where(norms > 1e-6, dots / np.maximum(norms, 1e-6), 0.0).astype(np.float32)
 
 
 class _Frames:
@@ -350,10 +384,14 @@ class _Frames:
             hi_limit = min(self.reach_hi, self.near + UNSURE_REACH_S) if unsure else self.reach_hi
             later = (best == len(scores) - 1 or unsure or whole_reach) and self.times[-1] < hi_limit - half
             earlier = (best == 0 or unsure or whole_reach) and self.times[0] > lo_limit + half
-            if later and earlier:  # unsure: the nearer side first
-                later = self.times[-1] - self.near <= self.near - self.times[0]
             if not (later or earlier):
                 return scores
+            if later and earlier:
+                # Both sides (no sure likeness): one pass from the earlier limit to the later one, since a seek to
+                # either side decodes from the keyframe before it again, which costs more than decoding the frames
+                # held a second time.
+                scores = self._read_around(placement, scores, lo_limit, hi_limit)
+                continue
             if later:
                 until = min(hi_limit, self.times[-1] + 2 * WINDOW_S)
                 if self.at_end:
@@ -377,6 +415,23 @@ class _Frames:
             else:
                 self.times, self.frames, scores = times + self.times, frames + self.frames, np.append(more, scores)
 
+    def _read_around(self, placement: Placement, scores: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        """The frames from lo to hi that are not held yet, read in one pass and held with their scores."""
+        times, frames = self.reader.read(lo, hi)
+        self.at_end = True
+        first, last = self.times[0] - self.reader.frame_s / 2, self.times[-1] + self.reader.frame_s / 2
+        before = [i for i, t in enumerate(times) if t < first]
+        after = [i for i, t in enumerate(times) if t > last]
+        if not before:  # the video starts after lo: nothing more on this side
+            self.reach_lo = self.times[0]
+        if not after:  # or ends before hi
+            self.reach_hi = self.times[-1]
+        earlier, later = [frames[i] for i in before], [frames[i] for i in after]
+        parts = [correlations(earlier, placement), scores, correlations(later, placement)]
+        self.times = [times[i] for i in before] + self.times + [times[i] for i in after]
+        self.frames = earlier + self.frames + later
+        return np.concatenate(parts)
+
 
 def _as_crop(greys: list[tuple[np.ndarray, float]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
     """The query taken as a crop of a frame (each grey orientation with its best score as a whole frame): placed
@@ -392,8 +447,10 @@ def _as_crop(greys: list[tuple[np.ndarray, float]], held: _Frames) -> tuple[Plac
     small = [held.halved(frame) for frame in held.frames[::2]]
     found: tuple[Placement, Templates] | None = None
     for grey, _ in greys:
-        halved, templates = Templates(_halved(grey)), Templates(grey)
-        coarse = [(p.score, 2 * i) for i, frame in enumerate(small) if (p := place_query(halved, frame, fine=False))]
+        templates = Templates(grey)
+        coarse = [
+            (p.score, 2 * i) for i, frame in enumerate(small) if (p := place_query(templates.halved, frame, fine=False))
+        ]
         # (Too small to place at half size: on the frame search matched.)
         placement = place_query(templates, held.frames[max(coarse)[1] if coarse else held.nearest()])
         good = placement is not None and placement.score >= MIN_PLACEMENT_SCORE
@@ -456,10 +513,56 @@ def _whole(grey: np.ndarray, shape: tuple[int, ...]) -> Placement:
 
 def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: float, hi: float) -> Moment | None:
     """The frame most like the query around search's moment `near` (within the scene's lo..hi) and the run of
-    frames around it showing the same picture; None when no frames are read or none is plainly the query's."""
+    frames around it showing the same picture; None when no frames are read or none is plainly the query's. When no
+    frame there is surely the query's and the scene reaches further, its keyframes elsewhere are looked at too."""
     held = _Frames(reader, near, lo, hi)
     if not held.frames:
         return None
+    found = _moment_in(query_rgb, held, lo, hi)
+    if found is not None and (found.as_crop or found.likeness >= SURE_SCORE):
+        return found
+    # In a slow pan or zoom the stored frames of a long scene all look alike to the CNN, and search's moment may lie
+    # seconds from the query's frame (measured: 1-6 s for most half frames and combos whose moment was not exact).
+    elsewhere = _likeliest_keyframe(query_rgb, reader, (held.times[0], held.times[-1]), lo, hi)
+    if elsewhere is None:
+        return found
+    again = _Frames(reader, elsewhere, lo, hi)
+    other = _moment_in(query_rgb, again, lo, hi) if again.frames else None
+    # A crop's likeness elsewhere does not outweigh a whole frame's here, and one within SAME_PICTURE of it shows the
+    # same picture (a still shot, read again further on): the first reading agrees with the stored frames.
+    if other is not None and (found is None or (not other.as_crop and other.likeness > found.likeness + SAME_PICTURE)):
+        return other
+    return found
+
+
+def _likeliest_keyframe(
+    query_rgb: np.ndarray, reader: FrameReader, seen: tuple[float, float], lo: float, hi: float
+) -> float | None:
+    """The time of the scene's keyframe outside the stretch already seen that is most like the query, as a whole
+    frame or placed as a crop at the coarse sizes at half size (either orientation); None when the scene has none."""
+    times: list[float] = []
+    frames: list[np.ndarray] = []
+    for start, end in ((lo, seen[0] - SCAN_MARGIN_S), (seen[1] + SCAN_MARGIN_S, hi)):
+        if end > start:
+            more_times, more_frames = reader.keyframes(start, end)
+            times += more_times
+            frames += more_frames
+    if not frames:
+        return None
+    grey = grey_query(query_rgb, frames[0].shape)
+    likeness = np.full(len(frames), -1.0)
+    for oriented in (grey, np.ascontiguousarray(grey[:, ::-1])):
+        likeness = np.maximum(likeness, correlations(frames, _whole(oriented, frames[0].shape)))
+        templates = Templates(oriented).halved
+        for i, frame in enumerate(frames):
+            placed = place_query(templates, _halved(frame), fine=False)
+            if placed is not None:
+                likeness[i] = max(likeness[i], placed.score)
+    return times[int(np.argmax(likeness))]
+
+
+def _moment_in(query_rgb: np.ndarray, held: _Frames, lo: float, hi: float) -> Moment | None:
+    """exact_moment on the frames held (read further as the readings ask)."""
     # Cheapest reading first: most screenshots are whole frames, and a captioned one is a whole frame once its bar
     # is cut, so both come before placing the picture as a crop (which costs the most, and fails on either).
     sent = _WholeReading(query_rgb, held)
@@ -552,7 +655,7 @@ class _WholeReading:
         if not placement.as_whole:
             # Placed only nearly right, a crop fits a slow zoom's or pan's frames seconds from its own almost as
             # well: its best frame is `at`, and the scene's span stays.
-            return Moment(held.times[best], lo, hi)
+            return Moment(held.times[best], lo, hi, float(scores[best]), as_crop=True)
         if same[-1] - same[0] + 1 > len(same):
             # The same picture again further off (an animation cycle, a drawing held twice): any of its showings
             # may be the moment, so all of the scene's reach is read and from..to spans every one.
@@ -564,7 +667,7 @@ class _WholeReading:
         # frames (near-duplicates kept once, with the span they cover) say goes on to the scene's end.
         start = lo if first == 0 and times[0] > lo + frame_s else times[first]
         end = hi if last == len(times) - 1 and times[-1] < hi - frame_s else times[last] + frame_s
-        return Moment(times[best], start, end)
+        return Moment(times[best], start, end, float(scores[best]))
 
 
 def find_moment(
