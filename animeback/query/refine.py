@@ -6,7 +6,9 @@ The index holds a few frames per second, and near-duplicates only once with the 
 stored frames place a moment to within a second or more. Frames of one scene differ by motion, not content, so
 plain pixels tell them apart once the query is laid over the frame: the query's grey picture, taken as the whole
 frame (or, failing that, placed as a mild crop of the frame search matched), scores every decoded frame by
-normalised cross-correlation. Decoding runs in this process (PyAV): starting an ffmpeg program costs more
+normalised cross-correlation. In a slow pan a long scene's stored frames all look alike to the CNN and search's
+moment may be seconds off: when no frame read is surely the query's, the scene's keyframes say where else to read.
+Decoding runs in this process (PyAV): starting an ffmpeg program costs more
 than the whole refinement. The moment track `process` writes is already grey and small (MOMENT_WIDTH wide), so a
 second of it decodes in about a millisecond, a seventh of the preview's time, and its readers stay open between
 searches (ReaderPool), since opening a long episode's file costs more than reading a second of it.
