@@ -142,7 +142,7 @@ class FrameReader:
             for frame in self.container.decode(self.stream):
                 if frame.pts is None:
                     continue
-                t = (frame.pts - self.origin) * self.time_base
+                t = self._seconds(frame.pts)
                 if t > end:
                     break
                 if t >= start:
@@ -160,7 +160,7 @@ class FrameReader:
         for frame in self._decoded or ():
             if frame.pts is None:
                 continue
-            t = (frame.pts - self.origin) * self.time_base
+            t = self._seconds(frame.pts)
             if t < after - _DECODER_DELAY * self.frame_s:
                 continue  # decoded from the keyframe before the stretch asked for
             # Every frame again, a few frames early: frames already in the decoder's reordering queue were skipped.
@@ -172,6 +172,10 @@ class FrameReader:
             if t >= end:
                 break
         return times, frames
+
+    def _seconds(self, pts: int) -> float:
+        """A frame's time in seconds from the stream's start."""
+        return (pts - self.origin) * self.time_base
 
     def _grey(self, frame: av.VideoFrame) -> np.ndarray:
         if frame.format.name in _EIGHT_BIT_LUMA_FIRST:
