@@ -323,3 +323,19 @@ def test_a_frame_seconds_from_search_s_moment_in_a_long_scene_is_found_by_its_ke
         times, frames = reader.keyframes(0.0, 8.0)
     assert times[0] == 0.0 and 8 <= len(times) <= 16 and max(np.diff(times)) <= 1.0 + 1e-3, times
     assert len(frames) == len(times)
+
+
+def test_a_screenshot_with_the_letterbox_or_pillarbox_bars_left_on_is_read_between_them(tmp_path):
+    # A dark picture runs into its black bars, so search could not cut them (a night sky inside a 4:3 letterbox):
+    # the picture between the bars has the frame's shape and is read there as a whole frame, its own frame's span.
+    video = _test_pattern(tmp_path)
+    for t in (1.23, 2.71):
+        shot = _shot(video, t, tmp_path)
+        h, w = shot.shape[:2]
+        letterboxed = cv2.copyMakeBorder(shot, h // 6, h // 6, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        pillarboxed = cv2.copyMakeBorder(shot, 0, 0, w // 5, w // 5, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        for query in (letterboxed, pillarboxed):
+            with FrameReader(video, None) as reader:
+                found = exact_moment(query, reader, t - 0.3, 0.0, 4.0)
+            assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, query.shape, found)
+            assert found.end - found.start <= 2 * FRAME_S + 1e-3, found

@@ -57,6 +57,8 @@ MIN_ROTATION, MAX_ROTATION = 0.4, 6.0
 DEROTATE_FROM = 0.6  # a whole-frame likeness under this is not sought turned
 # An orientation (the query or its mirror) this much more like the frames as a whole is the one placed as a crop.
 ORIENTATION_MARGIN = 0.1
+# A picture whose height or width is this share of a frame's shape from it is read as that shape (stretched).
+SHAPE_TOLERANCE = 0.04
 SUBTITLE_SHARE = 0.3  # of a picture's height, at its bottom: where subtitles are burnt in
 _PASSES = 3  # placements on the best frame so far, until the place found no longer moves
 # The query may be a crop: it is tried at these shares of the frame's size (its shape kept), then finer around
@@ -577,15 +579,19 @@ def _moment_in(query_rgb: np.ndarray, held: _Frames, lo: float, hi: float) -> Mo
     # (and without black bars it had inside), as a whole frame first. Not taken for the picture before the whole
     # query fails, since a flat sky or a plain background at a picture's edge may look like a bar too.
     cut = None
+    uncaptioned = [query_rgb]
     box = caption_box(query_rgb) if found is None else None
     if box is not None and is_cropped(box, query_rgb.shape):
         inside = box.crop(query_rgb)
-        cut = _WholeReading(content_box(inside).crop(inside), held)
+        uncaptioned = [content_box(inside).crop(inside), query_rgb]
+        cut = _WholeReading(uncaptioned[0], held)
         found = cut.moment(lo, hi, crops=False)
-    for end in _frame_shaped_ends(query_rgb, held.frames[0].shape) if found is None else ():
-        # A bar the picture's own flat edge runs into (a white sky under a white bar) is not told from it, or is
-        # taken too tall, but the picture under or over it has a frame's shape.
-        found = _WholeReading(end, held).moment(lo, hi, crops=False)
+    shape = held.frames[0].shape
+    for part in [p for picture in uncaptioned for p in _frame_shaped_parts(picture, shape)] if found is None else ():
+        # Bars the picture's own edges run into are not told from it (a night sky inside a letterbox, a white sky
+        # under a white caption bar), or a bar is taken too tall, but the picture between or beside them has a
+        # frame's shape.
+        found = _WholeReading(part, held).moment(lo, hi, crops=False)
         if found is not None:
             break
     # Then as a crop of a frame: the picture without its caption (a meme of a cropped frame), or as it is.
@@ -601,12 +607,21 @@ def _moment_in(query_rgb: np.ndarray, held: _Frames, lo: float, hi: float) -> Mo
     return found
 
 
-def _frame_shaped_ends(rgb: np.ndarray, frame_shape: tuple[int, ...]) -> list[np.ndarray]:
-    """The bottom and top parts of a picture taller than a frame by at least a caption bar's height that have the
-    frame's shape; none for a picture not that much taller."""
+def _frame_shaped_parts(rgb: np.ndarray, frame_shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The parts of a picture of another shape than a frame's that have the frame's shape: its middle (a letterboxed
+    or pillarboxed frame whose bars were left on it), then, for a picture taller by at least a caption bar's height,
+    its bottom and top; none for a picture of the frame's shape."""
     h, w = rgb.shape[:2]
     tall = round(w * frame_shape[0] / frame_shape[1])
-    return [rgb[h - tall :], rgb[:tall]] if h - tall >= CAPTION_MIN_SHARE * h else []
+    wide = round(h * frame_shape[1] / frame_shape[0])
+    if tall <= h * (1 - SHAPE_TOLERANCE):
+        top = (h - tall) // 2
+        ends = [rgb[h - tall :], rgb[:tall]] if h - tall >= CAPTION_MIN_SHARE * h else []
+        return [rgb[top : top + tall], *ends]
+    if wide <= w * (1 - SHAPE_TOLERANCE):
+        left = (w - wide) // 2
+        return [rgb[:, left : left + wide]]
+    return []
 
 
 class _WholeReading:
