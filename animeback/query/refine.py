@@ -51,6 +51,9 @@ CROP_ACCEPT_SCORE = 0.94
 # Below this the best frame read so far may be a neighbour of the query's in a slow pan (measured: 0.906 a second
 # from the query's own frame, which scored 0.98): the frames around are read on as when there is no likeness yet.
 SURE_SCORE = 0.95
+# A reading this like a frame is taken without the costlier ones: a picture turned back is not also placed as a crop,
+# nor a crop placed on the frame most like it as a whole placed on the other frames too.
+CERTAIN_SCORE = 0.98
 # A whole-frame query this many degrees turned is read turned back (a photo of a screen held askew, a rotated
 # repost); less is no turn, more no frame of ours.
 MIN_ROTATION, MAX_ROTATION = 0.4, 6.0
@@ -441,9 +444,12 @@ class _Frames:
         return np.concatenate(parts)
 
 
-def _as_crop(greys: list[tuple[np.ndarray, float]], held: _Frames) -> tuple[Placement, np.ndarray] | None:
+def _as_crop(
+    greys: list[tuple[np.ndarray, float]], held: _Frames, likeliest_at: float
+) -> tuple[Placement, np.ndarray] | None:
     """The query taken as a crop of a frame (each grey orientation with its best score as a whole frame): placed
-    at the coarse sizes on every other frame held, finely on the frame it fits best, then again on the best frame
+    at the coarse sizes on the frame at `likeliest_at` (most like it as a whole) and, unless it fits there beyond
+    doubt, on every other frame held, finely on the frame it fits best, then again on the best frame
     under that place until the place no longer moves (a zoom or pan makes the query look like a crop of its
     neighbours; it fits its own best)."""
     greys = sorted(greys, key=lambda oriented: -oriented[1])
@@ -453,17 +459,28 @@ def _as_crop(greys: list[tuple[np.ndarray, float]], held: _Frames) -> tuple[Plac
     # picture moved, so that a crop (a half frame, say) fits it poorly and only at a wrong place (measured); which
     # frame fits best shows at half the size, and neighbouring frames differ too little for both to be needed.
     small = [held.halved(frame) for frame in held.frames[::2]]
+    likeliest = held.times.index(likeliest_at)
     found: tuple[Placement, Templates] | None = None
     for grey, _ in greys:
         templates = Templates(grey)
-        coarse = [
-            (p.score, 2 * i) for i, frame in enumerate(small) if (p := place_query(templates.halved, frame, fine=False))
-        ]
+        # The frame most like the query as a whole is mostly its own (a crop keeping most of the frame): placed
+        # plainly there, the query need not be placed on every other frame (most of a crop's cost).
+        first = place_query(templates.halved, held.halved(held.frames[likeliest]), fine=False)
+        if first is not None and first.score >= CERTAIN_SCORE:
+            coarse = [(first.score, likeliest)]
+        else:
+            coarse = [
+                (p.score, 2 * i)
+                for i, frame in enumerate(small)
+                if (p := place_query(templates.halved, frame, fine=False))
+            ]
         # (Too small to place at half size: on the frame search matched.)
         placement = place_query(templates, held.frames[max(coarse)[1] if coarse else held.nearest()])
         good = placement is not None and placement.score >= MIN_PLACEMENT_SCORE
         if placement is not None and good and (found is None or placement.score > found[0].score):
             found = (placement, templates)
+        if found is not None and found[0].score >= SURE_SCORE:
+            break  # surely placed: the other orientation cannot fit better
     if found is None:
         return None
     placement, templates = found
@@ -659,13 +676,20 @@ class _WholeReading:
             # Some likeness as it is: maybe the frame turned by a few degrees (a rotation lowers a whole frame's
             # score to 0.6-0.9 here; a crop's or a half's whole-frame score is mostly lower, and aligning costs).
             upright = _derotated(placement, held, nearest) if scores[nearest] >= DEROTATE_FROM else None
-            read = _as_crop(self.greys, held)
-            if upright is not None:
-                # A crop placed nearly right also gains from a turn (the alignment takes its shift and scale for
-                # one): turned back, the picture must fit better than as a crop to be read so.
-                turned = held.scores(upright)
-                if turned.max() >= ACCEPT_SCORE and (read is None or turned.max() > read[1].max()):
-                    read = (upright, turned)
+            turned = held.scores(upright) if upright is not None else None
+            turned_best = float(turned.max()) if turned is not None else -1.0
+            # Turned back and certainly the picture: no crop placement fits better (measured on the rotated row:
+            # turned back to 0.98 or more, its crop placements scored 0.70-0.89).
+            read = None if turned_best >= CERTAIN_SCORE else _as_crop(self.greys, held, held.times[nearest])
+            # A crop placed nearly right also gains from a turn (the alignment takes its shift and scale for one):
+            # turned back, the picture must fit better than as a crop to be read so.
+            if (
+                upright is not None
+                and turned is not None
+                and turned_best >= ACCEPT_SCORE
+                and (not read or turned_best > read[1].max())
+            ):
+                read = (upright, turned)
             if read is None:
                 return None
             placement, scores = read
