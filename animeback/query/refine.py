@@ -687,7 +687,7 @@ class _WholeReading:
                 upright is not None
                 and turned is not None
                 and turned_best >= ACCEPT_SCORE
-                and (not read or turned_best > read[1].max())
+                and (read is None or turned_best > read[1].max())
             ):
                 read = (upright, turned)
             if read is None:
