@@ -673,6 +673,7 @@ class _WholeReading:
             if not crops:
                 return None
             nearest = int(np.argmax(scores))
+            likeliest_at = held.times[nearest]  # (reading on below may put frames before it)
             # Some likeness as it is: maybe the frame turned by a few degrees (a rotation lowers a whole frame's
             # score to 0.6-0.9 here; a crop's or a half's whole-frame score is mostly lower, and aligning costs).
             upright = _derotated(placement, held, nearest) if scores[nearest] >= DEROTATE_FROM else None
@@ -680,7 +681,7 @@ class _WholeReading:
             turned_best = float(turned.max()) if turned is not None else -1.0
             # Turned back and certainly the picture: no crop placement fits better (measured on the rotated row:
             # turned back to 0.98 or more, its crop placements scored 0.70-0.89).
-            read = None if turned_best >= CERTAIN_SCORE else _as_crop(self.greys, held, held.times[nearest])
+            read = None if turned_best >= CERTAIN_SCORE else _as_crop(self.greys, held, likeliest_at)
             # A crop placed nearly right also gains from a turn (the alignment takes its shift and scale for one):
             # turned back, the picture must fit better than as a crop to be read so.
             if (
