@@ -458,7 +458,6 @@ def _as_crop(
     # Every other frame, at half size: the frame search matched may be a second from the query's, and in between the
     # picture moved, so that a crop (a half frame, say) fits it poorly and only at a wrong place (measured); which
     # frame fits best shows at half the size, and neighbouring frames differ too little for both to be needed.
-    small = [held.halved(frame) for frame in held.frames[::2]]
     likeliest = held.times.index(likeliest_at)
     found: tuple[Placement, Templates] | None = None
     for grey, _ in greys:
@@ -470,9 +469,9 @@ def _as_crop(
             coarse = [(first.score, likeliest)]
         else:
             coarse = [
-                (p.score, 2 * i)
-                for i, frame in enumerate(small)
-                if (p := place_query(templates.halved, frame, fine=False))
+                (p.score, i)
+                for i in range(0, len(held.frames), 2)
+                if (p := place_query(templates.halved, held.halved(held.frames[i]), fine=False))
             ]
         # (Too small to place at half size: on the frame search matched.)
         placement = place_query(templates, held.frames[max(coarse)[1] if coarse else held.nearest()])
