@@ -63,7 +63,8 @@ def test_half_frame_entries_find_a_half_screenshot_and_need_a_reindex(library, t
     for other_series, other, _, _ in LIBRARY[1:]:
         (library / other_series / other).unlink()
     shot = np.asarray(Image.open(grab_frame(library / series / name, 18.0, tmp_path / "q.png")).convert("RGB"))
-    settings = make_settings(tmp_path, library)
+    # The vectors' similarity, not the exact moment's (a half placed on its frame would be sure either way).
+    settings = make_settings(tmp_path, library, search={"refine": 0})
     with Index(settings, embedder) as index:
         process_library(index, progress=False)
         plain = [Searcher(index).search(half).matches[0].similarity for half in halves(shot)]
@@ -91,7 +92,9 @@ def test_binary_half_entries_find_a_half_screenshot_in_a_sixth_of_the_bytes(libr
     for other_series, other, _, _ in LIBRARY[1:]:
         (library / other_series / other).unlink()
     shot = np.asarray(Image.open(grab_frame(library / series / name, 18.0, tmp_path / "q.png")).convert("RGB"))
-    settings = make_settings(tmp_path, library, features={"half_frames": True, "half_entries": "binary"})
+    settings = make_settings(
+        tmp_path, library, features={"half_frames": True, "half_entries": "binary"}, search={"refine": 0}
+    )  # (the codes' similarity, not the exact moment's)
     with Index(settings, embedder) as index:
         assert index.model_name.endswith("+half-codes")
         report = process_library(index, progress=False)

@@ -339,3 +339,49 @@ def test_a_screenshot_with_the_letterbox_or_pillarbox_bars_left_on_is_read_betwe
                 found = exact_moment(query, reader, t - 0.3, 0.0, 4.0)
             assert found is not None and abs(found.at - _shown(t)) <= FRAME_S + 1e-3, (t, query.shape, found)
             assert found.end - found.start <= 2 * FRAME_S + 1e-3, found
+
+
+def test_a_half_frame_found_on_its_frames_is_answered_as_sure_and_a_picture_of_no_episode_is_not(
+    indexed, library_template, tmp_path
+):
+    # A half's vector meets its whole frame's at 0.7 or so, under the false-match threshold; placed on the episode's
+    # frames pixel for pixel, the answer is sure. A picture of no indexed episode finds no such frame: nothing rises.
+    index, _ = indexed
+    raised = []
+    for t in _moving_times(2):
+        shot = _shot(library_template / SERIES / NAME, t, tmp_path)
+        w = shot.shape[1]
+        for half in (shot[:, : w // 2], shot[:, w // 2 :]):
+            best = _searcher(index, 1).search(half).matches[0]
+            plain = _searcher(index, 0).search(half).matches[0]
+            assert best.filename == plain.filename == NAME
+            assert best.similarity >= plain.similarity
+            raised.append((round(plain.similarity, 3), round(best.similarity, 3)))
+    print("half frames' similarity, stored frames -> refined", raised)
+    assert sum(refined >= 0.94 > plain for plain, refined in raised) >= len(raised) // 2, raised
+    other = tmp_path / "not-indexed.mp4"
+    make_episode(other, seed=97, duration=8.0)
+    # (Its cellular automaton and Life scenes: its still shot is one of the few Mandelbrot points the indexed episodes'
+    # stills show too, in another hue at a nearby zoom, so that in grey it is a crop of theirs.)
+    for t in (1.4, 2.3, 3.7):
+        shot = _shot(other, t, tmp_path)
+        for picture in (shot, shot[:, : shot.shape[1] // 2]):
+            best = _searcher(index, 1).search(picture).matches[0]
+            plain = _searcher(index, 0).search(picture).matches[0]
+            assert (best.similarity, best.at) == (plain.similarity, plain.at)
+
+
+def test_a_doubtful_scene_with_no_frame_roughly_like_the_query_is_not_read_on(tmp_path):
+    # Half of a frame of the test pattern is roughly like its own frames: read as doubtful, it is still found. A
+    # generated episode's picture is like none of them: None at once, as without the doubt after the full reading.
+    video = _test_pattern(tmp_path)
+    shot = _shot(video, 2.07, tmp_path)
+    with FrameReader(video, None) as reader:
+        found = exact_moment(shot[:, : shot.shape[1] // 2], reader, 2.2, 0.0, 4.0, doubtful=True)
+    assert found is not None and abs(found.at - _shown(2.07)) <= FRAME_S + 1e-3, found
+    other = tmp_path / "other.mp4"
+    make_episode(other, seed=98, duration=6.0)
+    stranger = _shot(other, 3.1, tmp_path)
+    with FrameReader(video, None) as reader:
+        assert exact_moment(stranger, reader, 2.2, 0.0, 4.0, doubtful=True) is None
+        assert exact_moment(stranger, reader, 2.2, 0.0, 4.0) is None

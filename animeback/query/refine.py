@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,10 @@ SURE_SCORE = 0.95
 # A reading this like a frame is taken without the costlier ones: a picture turned back is not also placed as a crop,
 # nor a crop placed on the frame most like it as a whole placed on the other frames too.
 CERTAIN_SCORE = 0.98
+# A doubtful scene (search's similarity low) is read only when some frame near search's moment is this like the query,
+# as a whole frame or placed as a crop, roughly: not-indexed screenshots' doubtful scenes scored at most 0.70, the
+# right ones 0.77 and more (measured); reading on a scene with no such likeness cost about 60 ms and found nothing.
+PLAUSIBLE_SCORE = 0.75
 # A whole-frame query this many degrees turned is read turned back (a photo of a screen held askew, a rotated
 # repost); less is no turn, more no frame of ours.
 MIN_ROTATION, MAX_ROTATION = 0.4, 6.0
@@ -88,7 +92,7 @@ class Moment:
     at: float
     start: float
     end: float
-    likeness: float = 1.0  # the frame's score under the query's placement (normalised cross-correlation)
+    likeness: float  # the frame's score under the query's placement (normalised cross-correlation)
     # Read as a crop of the frame: a crop's place is free, so in a pan it fits frames seconds from its own about as
     # well, and its likeness tells them apart poorly.
     as_crop: bool = False
@@ -535,12 +539,17 @@ def _whole(grey: np.ndarray, shape: tuple[int, ...]) -> Placement:
     return Placement(0.0, 1.0, 0, 0, cv2.resize(grey, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
 
 
-def exact_moment(query_rgb: np.ndarray, reader: FrameReader, near: float, lo: float, hi: float) -> Moment | None:
+def exact_moment(
+    query_rgb: np.ndarray, reader: FrameReader, near: float, lo: float, hi: float, doubtful: bool = False
+) -> Moment | None:
     """The frame most like the query around search's moment `near` (within the scene's lo..hi) and the run of
-    frames around it showing the same picture; None when no frames are read or none is plainly the query's. When no
-    frame there is surely the query's and the scene reaches further, its keyframes elsewhere are looked at too."""
+    frames around it showing the same picture; None when no frames are read or none is plainly the query's (for a
+    doubtful scene, at once when no frame near `near` is roughly like it). When no frame there is surely the
+    query's and the scene reaches further, its keyframes elsewhere are looked at too."""
     held = _Frames(reader, near, lo, hi)
     if not held.frames:
+        return None
+    if doubtful and _rough_likeness(query_rgb, held.frames[::2], held.halved).max() < PLAUSIBLE_SCORE:
         return None
     found = _moment_in(query_rgb, held, lo, hi)
     if found is not None and (found.as_crop or found.likeness >= SURE_SCORE):
@@ -573,16 +582,24 @@ def _likeliest_keyframe(
             frames += more_frames
     if not frames:
         return None
+    return times[int(np.argmax(_rough_likeness(query_rgb, frames, _halved)))]
+
+
+def _rough_likeness(
+    query_rgb: np.ndarray, frames: list[np.ndarray], halve: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Each grey frame's likeness to the query, as a whole frame or placed as a crop at the coarse sizes at half size
+    (`halve` shrinks a frame), in either orientation."""
     grey = grey_query(query_rgb, frames[0].shape)
     likeness = np.full(len(frames), -1.0)
     for oriented in (grey, np.ascontiguousarray(grey[:, ::-1])):
         likeness = np.maximum(likeness, correlations(frames, _whole(oriented, frames[0].shape)))
         templates = Templates(oriented).halved
         for i, frame in enumerate(frames):
-            placed = place_query(templates, _halved(frame), fine=False)
+            placed = place_query(templates, halve(frame), fine=False)
             if placed is not None:
                 likeness[i] = max(likeness[i], placed.score)
-    return times[int(np.argmax(likeness))]
+    return likeness
 
 
 def _moment_in(query_rgb: np.ndarray, held: _Frames, lo: float, hi: float) -> Moment | None:
@@ -716,12 +733,19 @@ class _WholeReading:
 
 
 def find_moment(
-    readers: ReaderPool, video: Path, crop: Crop | None, query_rgb: np.ndarray, near: float, lo: float, hi: float
+    readers: ReaderPool,
+    video: Path,
+    crop: Crop | None,
+    query_rgb: np.ndarray,
+    near: float,
+    lo: float,
+    hi: float,
+    doubtful: bool = False,
 ) -> Moment | None:
     """exact_moment on a video file (a reader from the pool); None (and a warning logged) when it cannot be read."""
     try:
         with readers.reader(video, crop) as reader:
-            return exact_moment(query_rgb, reader, near, lo, hi)
+            return exact_moment(query_rgb, reader, near, lo, hi, doubtful)
     except (av.FFmpegError, OSError, ValueError) as exc:
         log.warning("exact moment: cannot read %s (%s)", video, exc)
         return None

@@ -20,9 +20,13 @@ from .decode import decode_query
 from .refine import UNSURE_REACH_S, Crop, Moment, ReaderPool, find_moment
 from .regions import QueryRegion, first_regions, further_regions, window_aspects
 
-# Scenes less similar than this get no exact moment: the default model's 1% false-match threshold is 0.75
-# (benchmarks/robustness.py), so below it a match is more likely another picture than the query's.
-REFINE_MIN_SIMILARITY = 0.75
+# Scenes less similar than this get no exact moment: no frame of theirs is likely the query's picture (the least
+# similar right answers, half frames, scored 0.69 on the robustness benchmark).
+REFINE_MIN_SIMILARITY = 0.6
+# Under the default model's 1% false-match threshold (0.75) a match is more likely another picture than the query's
+# (a half frame or a shrunk crop of its own frame also scores 0.69-0.75): its frames are read only when one near
+# its moment is roughly like the query (refine.PLAUSIBLE_SCORE), since most such scenes are not-indexed pictures.
+DOUBTFUL_SIMILARITY = 0.75
 # Frames whose similarity to the query is within this of the best one's are tied for "the moment".
 AT_TIE = 0.005
 
@@ -340,8 +344,9 @@ class Searcher:
         if source is None:
             return None
         video, crop = source
+        doubtful = match.similarity < DOUBTFUL_SIMILARITY
         for near in refine_starts(match, hits):
-            found = find_moment(self.readers, video, crop, picture, near, match.start, match.end)
+            found = find_moment(self.readers, video, crop, picture, near, match.start, match.end, doubtful)
             if found is not None:
                 return found
         return None
@@ -417,9 +422,17 @@ class Searcher:
             record = found[match.episode_id]
             moment_found = self._exact_moment(match, record, picture, hits)
             if moment_found is not None:
+                # The picture found on the episode's frames pixel for pixel is surer than any vector's likeness: a half
+                # frame's vector meets its whole frame's at 0.7, under the false-match threshold, and no not-indexed
+                # screenshot's picture was found on a frame (benchmarks/README.md, "Found on the frames").
                 matches[i] = dataclasses.replace(
-                    match, at=moment_found.at, start=moment_found.start, end=moment_found.end
+                    match,
+                    at=moment_found.at,
+                    start=moment_found.start,
+                    end=moment_found.end,
+                    similarity=max(match.similarity, moment_found.likeness),
                 )
+        matches.sort(key=lambda m: -m.similarity)  # (stable: a refined scene may now outrank one above it)
         links = _RepeatLinks(self.index.catalogue, (m.episode_id for m in matches))
         matches = _distinct(self._spread(m, records, links) for m in matches)
         numbers = self.index.catalogue.series_numbers(sorted({m.series_id for m in matches})) if matches else {}
