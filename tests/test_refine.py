@@ -385,3 +385,30 @@ def test_a_doubtful_scene_with_no_frame_roughly_like_the_query_is_not_read_on(tm
     with FrameReader(video, None) as reader:
         assert exact_moment(stranger, reader, 2.2, 0.0, 4.0, doubtful=True) is None
         assert exact_moment(stranger, reader, 2.2, 0.0, 4.0) is None
+
+
+def test_a_scene_whose_frames_do_not_show_the_picture_makes_room_for_the_next_one(indexed, library_template, tmp_path):
+    # The vectors may rank another scene of the episode first by a hair (a repeated pose, a long shot): its frames
+    # do not show the picture, the next scene's do, and that one is answered first, found on its frames.
+    from animeback.query.search import SceneMatch
+
+    index, _ = indexed
+    searcher = _searcher(index, 1)
+    (record,) = [r for r in index.catalogue.episodes() if r.filename == NAME]
+    scenes = [(a, b) for kind, a, b in episode_scenes(SEED, DURATION) if kind != "static"]
+    t = _moving_times(1)[0]
+    own = next((a, b) for a, b in scenes if a <= t <= b)
+    other = next((a, b) for a, b in scenes if (a, b) != own)
+
+    def scene(span: tuple[float, float], similarity: float) -> SceneMatch:
+        a, b = span
+        return SceneMatch(SERIES, record.id, NAME, 1, DURATION, a, (a + b) / 2, b, similarity)
+
+    picture = _shot(library_template / SERIES / NAME, t, tmp_path)
+    look_alike, right = scene(other, 0.80), scene(own, 0.79)
+    first, second = searcher._refined([look_alike, right], {record.id: record}, picture, [])
+    assert first.start <= _shown(t) <= first.end and abs(first.at - _shown(t)) <= FRAME_S + 1e-3, first
+    assert first.similarity > 0.9 and second == look_alike
+    # Not when the next scene is far less similar, nor with search.refine 0.
+    assert searcher._refined([look_alike, scene(own, 0.70)], {record.id: record}, picture, [])[0] == look_alike
+    assert _searcher(index, 0)._refined([look_alike, right], {record.id: record}, picture, []) == [look_alike, right]
