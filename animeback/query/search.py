@@ -364,10 +364,11 @@ class Searcher:
         wanted = self.settings.refine
         read = refined = 0
         matches = list(matches)
+        best = matches[0].similarity if matches else 0.0  # (before a refined scene's is raised)
         for i, match in enumerate(matches):
             if refined == wanted or read == wanted + MAX_STAND_INS:
                 break
-            if i >= wanted and match.similarity < matches[0].similarity - STAND_IN_MARGIN:
+            if i >= wanted and match.similarity < best - STAND_IN_MARGIN:
                 break
             if match.similarity < REFINE_MIN_SIMILARITY:
                 continue  # most likely a false match: decoding its frames would cost the most and give nothing
