@@ -5,9 +5,9 @@ as another git revision has it, side by side.
 
 One default index of the shared clips (ImageNet + PCA, no half-frame entries), the robustness benchmark's queries
 (benchmarks/common.py ROBUST_DISTORTIONS, seeded query times per clip). Every query is searched by every method in
-turn (A B C, A B C, ...), so the machine's load falls on all alike. --against REV loads animeback/query/refine.py as
-of that revision (git show) and answers with its exact moment and its frame readers, the rest of the search being
-this checkout's: a change to refine.py is then measured against what it replaces, in the same run.
+turn (A B C, A B C, ...), so the machine's load falls on all alike. --against REV loads animeback/query/refine.py and
+search.py as of that revision (git show) and answers with their search, exact moment and frame readers, the rest
+being this checkout's: a change to either is then measured against what it replaces, in the same run.
 
 Printed per distortion: each method's median search time, and the share of its right answers (right file, `at`
 within 1 s or the true time inside from..to) that are exact (`at` within 0.5 s of the true time, or showing the
@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,37 +31,40 @@ from accuracy import build, query_frames
 from common import ROBUST_DISTORTIONS, ROOT, percentile, shared_clips
 from robustness import ClipFrames
 
-from animeback.query import search as search_module
 from animeback.query.search import Searcher
 
 
-def refine_at(revision: str, workdir: Path):
-    """animeback/query/refine.py as of a git revision, loaded as a module of this checkout's package."""
+def _module_at(revision: str, name: str, workdir: Path):
+    """animeback/query/<name>.py as of a git revision, loaded as a module of this checkout's package."""
     try:
         source = subprocess.run(
-            ["git", "show", f"{revision}:animeback/query/refine.py"], cwd=ROOT, capture_output=True, check=True
+            ["git", "show", f"{revision}:animeback/query/{name}.py"], cwd=ROOT, capture_output=True, check=True
         ).stdout
     except subprocess.CalledProcessError as exc:
         sys.exit(f"--against {revision}: {exc.stderr.decode().strip()}")
-    path = workdir / "refine_at_revision.py"
+    path = workdir / f"{name}_at_revision.py"
     path.write_bytes(source)
-    spec = importlib.util.spec_from_file_location("animeback.query.refine_at_revision", path)
+    spec = importlib.util.spec_from_file_location(f"animeback.query.{name}_at_revision", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # an older file that no longer fits this checkout's package
+        sys.exit(f"--against {revision}: its {name}.py does not load with this checkout ({exc})")
     return module
 
 
-@contextmanager
-def exact_moment_of(module):
-    """Search answers with this module's find_moment while inside."""
-    own = search_module.find_moment
-    search_module.find_moment = module.find_moment
+def search_at(revision: str, workdir: Path):
+    """search.py as of a git revision, with refine.py as of it too (what search imports from .refine is the
+    revision's)."""
+    refine = _module_at(revision, "refine", workdir)
+    own = sys.modules["animeback.query.refine"]
+    sys.modules["animeback.query.refine"] = refine  # for search's `from .refine import ...`, while it loads
     try:
-        yield
+        return _module_at(revision, "search", workdir)
     finally:
-        search_module.find_moment = own
+        sys.modules["animeback.query.refine"] = own
 
 
 def main() -> None:
@@ -73,17 +75,15 @@ def main() -> None:
     args = parser.parse_args()
     clips = shared_clips()
     with tempfile.TemporaryDirectory() as tmp:
-        module = refine_at(args.against, Path(tmp)) if args.against else None  # a bad revision fails first
+        module = search_at(args.against, Path(tmp)) if args.against else None  # a bad revision fails first
         plan, frames, _ = query_frames(clips, args.queries, args.seed)
         truth = ClipFrames(clips)
         index, _ = build(Path(tmp) / "index", clips, None, {}, False)
         plain = Searcher(index)
-        methods: dict = {"refine": (plain, None)}
+        methods: dict = {"refine": plain}
         if module is not None:
-            earlier = Searcher(index)
-            earlier.readers = module.ReaderPool()
-            methods[f"refine@{args.against}"] = (earlier, module)
-        methods["no refine"] = (Searcher(index, dataclasses.replace(index.settings.search, refine=0)), None)
+            methods[f"refine@{args.against}"] = module.Searcher(index)
+        methods["no refine"] = Searcher(index, dataclasses.replace(index.settings.search, refine=0))
         times: dict = {m: {name: [] for name in ROBUST_DISTORTIONS} for m in methods}
         exact: dict = {m: {name: [0, 0] for name in ROBUST_DISTORTIONS} for m in methods}
         for name, distort in ROBUST_DISTORTIONS.items():
@@ -91,13 +91,9 @@ def main() -> None:
             for key in plan:
                 image = distort(frames[key], rng)
                 clip, t = key
-                for method, (searcher, revision) in methods.items():
+                for method, searcher in methods.items():
                     started = time.perf_counter()
-                    if revision is None:
-                        outcome = searcher.search(image, cut_borders=True)
-                    else:
-                        with exact_moment_of(revision):
-                            outcome = searcher.search(image, cut_borders=True)
+                    outcome = searcher.search(image, cut_borders=True)
                     times[method][name].append((time.perf_counter() - started) * 1000)
                     match = outcome.matches[0] if outcome.matches else None
                     if (
