@@ -1,5 +1,5 @@
-"""The exact moment's cost and yield per distortion: search with search.refine on and off, and with the exact moment
-as another git revision has it, side by side.
+"""The exact moment's cost and yield per distortion: search with search.refine on and off, and with search and the
+exact moment as another git revision has them, side by side.
 
     .venv/bin/python benchmarks/refine_cost.py [--queries 6] [--seed 7] [--against HEAD~1]
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=6, help="query times per clip")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--against", metavar="REV", help="also measure refine.py as of this git revision")
+    parser.add_argument("--against", metavar="REV", help="also measure search.py and refine.py as of this git revision")
     args = parser.parse_args()
     clips = shared_clips()
     with tempfile.TemporaryDirectory() as tmp:
