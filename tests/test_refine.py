@@ -18,7 +18,15 @@ from PIL import Image
 
 from animeback.index import Index
 from animeback.ingest.indexer import process_library
-from animeback.query.refine import Crop, FrameReader, ReaderPool, exact_moment, find_moment
+from animeback.query.refine import (
+    ACCEPT_SCORE,
+    SURE_SCORE,
+    Crop,
+    FrameReader,
+    ReaderPool,
+    exact_moment,
+    find_moment,
+)
 from animeback.query.search import Searcher
 from animeback.sources.synthetic import episode_scenes, grab_frame, make_episode
 from tests.conftest import LIBRARY, make_settings
@@ -210,6 +218,28 @@ def test_a_picture_shown_again_and_again_gets_a_from_to_over_every_showing(tmp_p
     showings = [_shown(1.2) + k * 0.5 for k in (-2, -1, 0, 1)]
     assert found is not None and min(abs(found.at - shown) for shown in showings) <= 1e-3
     assert found.start <= showings[0] + 1e-3 and found.end >= showings[-1], found
+
+
+def test_a_blurred_picture_of_an_animation_cycle_gets_a_from_to_over_every_showing_in_reach(tmp_path):
+    # Blurred, the picture is not surely its frame's (under SURE_SCORE), yet plainly the cycle's (over ACCEPT_SCORE):
+    # its showings two seconds from search's moment may be the moment as well as those one second from it.
+    cycle = tmp_path / "cycle.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=0.5", str(cycle)],
+        check=True,
+    )
+    video = tmp_path / "looped.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(cycle), "-g", "24", "-bf", "0", str(video)],
+        check=True,
+    )
+    rgb = _shot(video, 1.2, tmp_path, vf="gblur=sigma=10")
+    with FrameReader(video, None) as reader:
+        found = exact_moment(rgb, reader, 2.5, 0.0, 5.0)
+    assert found is not None and ACCEPT_SCORE <= found.likeness < SURE_SCORE, found
+    showings = [_shown(1.2) + k * 0.5 for k in range(-1, 7)]  # those within MAX_REACH_S (2 s) of 2.5
+    assert min(abs(found.at - shown) for shown in showings) <= 2 * FRAME_S + 1e-3, found
+    assert found.start <= showings[0] + 2 * FRAME_S and found.end >= showings[-1], found
 
 
 def _test_pattern(tmp_path, vf: str | None = None) -> Path:

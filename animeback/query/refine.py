@@ -393,8 +393,9 @@ class _Frames:
         scores = correlations(self.frames, placement) if held_scores is None else held_scores
         while True:
             best = int(np.argmax(scores))
-            unsure = scores[best] < SURE_SCORE
-            # No sure likeness yet: read on only within UNSURE_REACH_S, since a false match would read the most.
+            # No sure likeness yet: read on only within UNSURE_REACH_S, since a false match would read the most; but a
+            # picture shown again and again (whole_reach) is plainly the query's already, and any showing may be its.
+            unsure = scores[best] < SURE_SCORE and not whole_reach
             lo_limit = max(self.reach_lo, self.near - UNSURE_REACH_S) if unsure else self.reach_lo
             hi_limit = min(self.reach_hi, self.near + UNSURE_REACH_S) if unsure else self.reach_hi
             later = (best == len(scores) - 1 or unsure or whole_reach) and self.times[-1] < hi_limit - half
