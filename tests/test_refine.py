@@ -200,18 +200,23 @@ def test_frames_of_a_gif_episode_are_read_in_grey_too(tmp_path):
     assert np.ptp(shown) > 50 and float(np.abs(frames[0] - shown).mean()) < 12
 
 
-def test_a_picture_shown_again_and_again_gets_a_from_to_over_every_showing(tmp_path):
-    # An animation cycle: the same half second of frames four times over. Any showing may be the moment.
+def _cycle(tmp_path: Path, showings: int, vf: str | None = None) -> Path:
+    """An animation cycle: the same half second of ffmpeg's test pattern shown `showings` times over (through the
+    filter vf, when given)."""
     cycle = tmp_path / "cycle.mp4"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=0.5", str(cycle)],
         check=True,
     )
     video = tmp_path / "looped.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-stream_loop", "3", "-i", str(cycle), "-g", "24", "-bf", "0", str(video)],
-        check=True,
-    )
+    loop = ["-stream_loop", str(showings - 1), "-i", str(cycle), *(["-vf", vf] if vf else [])]
+    subprocess.run(["ffmpeg", "-v", "error", *loop, "-g", "24", "-bf", "0", str(video)], check=True)
+    return video
+
+
+def test_a_picture_shown_again_and_again_gets_a_from_to_over_every_showing(tmp_path):
+    # Any showing may be the moment.
+    video = _cycle(tmp_path, 4)
     rgb = _shot(video, 1.2, tmp_path)
     with FrameReader(video, None) as reader:
         found = exact_moment(rgb, reader, 1.45, 0.0, 2.0)
@@ -223,16 +228,7 @@ def test_a_picture_shown_again_and_again_gets_a_from_to_over_every_showing(tmp_p
 def test_a_blurred_picture_of_an_animation_cycle_gets_a_from_to_over_every_showing_in_reach(tmp_path):
     # Blurred, the picture is not surely its frame's (under SURE_SCORE), yet plainly the cycle's (over ACCEPT_SCORE):
     # its showings two seconds from search's moment may be the moment as well as those one second from it.
-    cycle = tmp_path / "cycle.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=0.5", str(cycle)],
-        check=True,
-    )
-    video = tmp_path / "looped.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(cycle), "-g", "24", "-bf", "0", str(video)],
-        check=True,
-    )
+    video = _cycle(tmp_path, 10)
     rgb = _shot(video, 1.2, tmp_path, vf="gblur=sigma=10")
     with FrameReader(video, None) as reader:
         found = exact_moment(rgb, reader, 2.5, 0.0, 5.0)
@@ -240,6 +236,39 @@ def test_a_blurred_picture_of_an_animation_cycle_gets_a_from_to_over_every_showi
     showings = [_shown(1.2) + k * 0.5 for k in range(-1, 7)]  # those within MAX_REACH_S (2 s) of 2.5
     assert min(abs(found.at - shown) for shown in showings) <= 2 * FRAME_S + 1e-3, found
     assert found.start <= showings[0] + 2 * FRAME_S and found.end >= showings[-1], found
+
+
+def test_at_is_the_query_s_own_showing_of_a_cycle_whose_showings_differ_a_little(tmp_path):
+    # Grain that changes every frame: each showing scores within SAME_PICTURE of the query's own, which scores best.
+    video = _cycle(tmp_path, 10, vf="noise=alls=12:allf=t")
+    rgb = _shot(video, 1.2, tmp_path)
+    with FrameReader(video, None) as reader:
+        found = exact_moment(rgb, reader, 2.5, 0.0, 5.0)
+    assert found is not None and abs(found.at - _shown(1.2)) <= 1e-3, found
+    assert found.start <= _shown(0.7) + 1e-3 and found.end >= _shown(4.2), found
+
+
+def test_a_shot_nearly_like_the_query_does_not_hide_its_own_seconds_away_in_the_scene(tmp_path):
+    # Two stills in one scene: the query's picture, then the same with a small dark square on it (0.97 like it, sure
+    # but not certain). Search's moment lies in the second; the query's own still is beyond what is read around it,
+    # and is found by its keyframes.
+    rng = np.random.default_rng(5)
+    smooth = cv2.GaussianBlur(rng.uniform(0, 255, (360, 640, 3)).astype(np.float32), (0, 0), 6.0)
+    picture = cv2.normalize(smooth, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    marked = picture.copy()
+    marked[100:130, 200:230] = 30
+    Image.fromarray(picture).save(tmp_path / "picture.png")
+    Image.fromarray(marked).save(tmp_path / "marked.png")
+    video = tmp_path / "two-stills.mp4"
+    stills = ["-loop", "1", "-t", "2", "-i", str(tmp_path / "picture.png")]
+    stills += ["-loop", "1", "-t", "3", "-i", str(tmp_path / "marked.png")]
+    joined = ["-filter_complex", "[0][1]concat=n=2:v=1,fps=24,format=yuv420p", "-g", "24"]
+    subprocess.run(["ffmpeg", "-v", "error", *stills, *joined, str(video)], check=True)
+    with FrameReader(video, None) as reader:
+        found = exact_moment(picture, reader, 4.0, 0.0, 5.0)
+    assert found is not None and found.at < 2.0 and found.likeness >= 0.99, found
+    # (from..to runs on to the scene's end: a still reaching past the frames read is taken to last the scene.)
+    assert found.start <= 0.1, found
 
 
 def _test_pattern(tmp_path, vf: str | None = None) -> Path:

@@ -41,6 +41,9 @@ MIN_PLACEMENT_SCORE = 0.5
 # Decoded frames scoring within this of the best show the same picture (a still shot's frames score within
 # about 0.001 of each other through the track's compression; a moving shot's neighbours differ by more).
 SAME_PICTURE = 0.004
+# Frames of a still shot tie with each other closer than this; a nearly still shot's stay within SAME_PICTURE of the
+# query's own frame for a second or more (Tom and Jerry: 0.995-0.996 over 0.4 s), so `at` is one that ties with it.
+STILL_TIE = 0.001
 # The best frame must score this well to be taken for the query's (clean, recompressed, tinted or subtitled
 # queries of their own frame score 0.9-1.0); below it the stored frames' moment is kept.
 ACCEPT_SCORE = 0.9
@@ -377,11 +380,17 @@ class _Frames:
         return int(indices[np.argmin(np.abs(np.asarray(self.times)[indices] - self.near))])
 
     def best(self, scores: np.ndarray) -> tuple[int, np.ndarray]:
-        """The frame `at` names and every frame showing the same picture: of those scoring within SAME_PICTURE of
-        the best, the one nearest search's moment (a still shot's frames tie; any would do, this one agrees with
-        the stored frames)."""
+        """The frame `at` names and every frame showing the same picture (scoring within SAME_PICTURE of the best):
+        of the frames in the best one's showing that tie with it, the one nearest search's moment (a still shot's
+        frames tie; any would do, this one agrees with the stored frames)."""
         same = np.flatnonzero(scores >= scores.max() - SAME_PICTURE)
-        return self.nearest(same), same
+        # Showings are runs of such frames: one for a still shot, several for a cycle of drawings, whose showings may
+        # differ too little for SAME_PICTURE (a clean One Piece query was answered with a frame of the cycle's showing
+        # 0.5 s from its own, at 0.998).
+        top = int(np.argmax(scores))
+        first, last = _run_around(scores, top)
+        showing = np.arange(first, last + 1)
+        return self.nearest(showing[scores[showing] >= scores[top] - STILL_TIE]), same
 
     def scores(
         self, placement: Placement, held_scores: np.ndarray | None = None, whole_reach: bool = False
@@ -447,6 +456,17 @@ class _Frames:
         self.times = [times[i] for i in before] + self.times + [times[i] for i in after]
         self.frames = earlier + self.frames + later
         return np.concatenate(parts)
+
+
+def _run_around(scores: np.ndarray, index: int) -> tuple[int, int]:
+    """The first and last of the contiguous frames around `index` scoring within SAME_PICTURE of the best score."""
+    floor = float(scores.max()) - SAME_PICTURE
+    first = last = index
+    while first > 0 and scores[first - 1] >= floor:
+        first -= 1
+    while last < len(scores) - 1 and scores[last + 1] >= floor:
+        last += 1
+    return first, last
 
 
 def _as_crop(
@@ -545,19 +565,32 @@ def exact_moment(
 ) -> Moment | None:
     """The frame most like the query around search's moment `near` (within the scene's lo..hi) and the run of
     frames around it showing the same picture; None when no frames are read or none is plainly the query's (for a
-    doubtful scene, at once when no frame near `near` is roughly like it). When no frame there is surely the
-    query's and the scene reaches further, its keyframes elsewhere are looked at too."""
+    doubtful scene, at once when no frame near `near` is roughly like it). When no frame there is certainly the
+    query's and the scene reaches further, its keyframes elsewhere are looked at too (as a whole frame only, when a
+    frame read is plainly the query's picture)."""
     held = _Frames(reader, near, lo, hi)
     if not held.frames:
         return None
     if doubtful and _rough_likeness(query_rgb, held.frames[::2], held.halved).max() < PLAUSIBLE_SCORE:
         return None
     found = _moment_in(query_rgb, held, lo, hi)
+    if found is not None and found.likeness >= CERTAIN_SCORE:
+        return found
+    seen = (held.times[0], held.times[-1])
     if found is not None and (found.as_crop or found.likeness >= SURE_SCORE):
+        # Plainly the picture, yet maybe not its own frame: in a slow zoom or pan a whole frame is nearly its
+        # neighbours seconds off, or a crop of them (measured: a Big Buck Bunny frame read 2.5 s off at 0.952, its own
+        # 0.993; resized or subtitled Motion Graphics frames placed as crops 1.5-3 s off at 0.945-0.955). A keyframe
+        # elsewhere like it as a whole frame is read on as one; a crop's likeness does not outweigh a whole frame's.
+        whole = _likeliest_keyframe(query_rgb, reader, seen, lo, hi, whole_only=True)
+        again = _Frames(reader, whole, lo, hi) if whole is not None else None
+        other = _WholeReading(query_rgb, again).moment(lo, hi, crops=False) if again and again.frames else None
+        if other is not None and (found.as_crop or other.likeness > found.likeness + SAME_PICTURE):
+            return other
         return found
     # In a slow pan or zoom the stored frames of a long scene all look alike to the CNN, and search's moment may lie
     # seconds from the query's frame (measured: 1-6 s for most half frames and combos whose moment was not exact).
-    elsewhere = _likeliest_keyframe(query_rgb, reader, (held.times[0], held.times[-1]), lo, hi)
+    elsewhere = _likeliest_keyframe(query_rgb, reader, seen, lo, hi)
     if elsewhere is None:
         return found
     again = _Frames(reader, elsewhere, lo, hi)
@@ -570,10 +603,16 @@ def exact_moment(
 
 
 def _likeliest_keyframe(
-    query_rgb: np.ndarray, reader: FrameReader, seen: tuple[float, float], lo: float, hi: float
+    query_rgb: np.ndarray,
+    reader: FrameReader,
+    seen: tuple[float, float],
+    lo: float,
+    hi: float,
+    whole_only: bool = False,
 ) -> float | None:
     """The time of the scene's keyframe outside the stretch already seen that is most like the query, as a whole
-    frame or placed as a crop at the coarse sizes at half size (either orientation); None when the scene has none."""
+    frame or placed as a crop at the coarse sizes at half size (either orientation); None when the scene has none.
+    With whole_only, as a whole frame only, and None unless it is at least PLAUSIBLE_SCORE like it."""
     times: list[float] = []
     frames: list[np.ndarray] = []
     for start, end in ((lo, seen[0] - SCAN_MARGIN_S), (seen[1] + SCAN_MARGIN_S, hi)):
@@ -583,7 +622,14 @@ def _likeliest_keyframe(
             frames += more_frames
     if not frames:
         return None
-    return times[int(np.argmax(_rough_likeness(query_rgb, frames, _halved)))]
+    if not whole_only:
+        return times[int(np.argmax(_rough_likeness(query_rgb, frames, _halved)))]
+    grey = grey_query(query_rgb, frames[0].shape)
+    likeness = np.maximum(
+        *(correlations(frames, _whole(oriented, frames[0].shape)) for oriented in (grey, grey[:, ::-1].copy()))
+    )
+    likeliest = int(np.argmax(likeness))
+    return times[likeliest] if likeness[likeliest] >= PLAUSIBLE_SCORE else None
 
 
 def _rough_likeness(
