@@ -576,28 +576,27 @@ def exact_moment(
     found = _moment_in(query_rgb, held, lo, hi)
     if found is not None and found.likeness >= CERTAIN_SCORE:
         return found
-    seen = (held.times[0], held.times[-1])
-    if found is not None and (found.as_crop or found.likeness >= SURE_SCORE):
-        # Plainly the picture, yet maybe not its own frame: in a slow zoom or pan a whole frame is nearly its
-        # neighbours seconds off, or a crop of them (measured: a Big Buck Bunny frame read 2.5 s off at 0.952, its own
-        # 0.993; resized or subtitled Motion Graphics frames placed as crops 1.5-3 s off at 0.945-0.955). A keyframe
-        # elsewhere like it as a whole frame is read on as one; a crop's likeness does not outweigh a whole frame's.
-        whole = _likeliest_keyframe(query_rgb, reader, seen, lo, hi, whole_only=True)
-        again = _Frames(reader, whole, lo, hi) if whole is not None else None
-        other = _WholeReading(query_rgb, again).moment(lo, hi, crops=False) if again and again.frames else None
-        if other is not None and (found.as_crop or other.likeness > found.likeness + SAME_PICTURE):
-            return other
-        return found
-    # In a slow pan or zoom the stored frames of a long scene all look alike to the CNN, and search's moment may lie
-    # seconds from the query's frame (measured: 1-6 s for most half frames and combos whose moment was not exact).
-    elsewhere = _likeliest_keyframe(query_rgb, reader, seen, lo, hi)
+    # Plainly the picture, yet maybe not its own frame: in a slow zoom or pan a whole frame is nearly its neighbours
+    # seconds off, or a crop of them (measured: a Big Buck Bunny frame read 2.5 s off at 0.952, its own 0.993;
+    # resized or subtitled Motion Graphics frames placed as crops 1.5-3 s off at 0.945-0.955): a keyframe elsewhere
+    # like it as a whole frame is read on as one. With no plain reading, in a slow pan or zoom the stored frames of a
+    # long scene all look alike to the CNN, and search's moment may lie seconds from the query's frame (measured: 1-6 s
+    # for most half frames and combos whose moment was not exact): the likeliest keyframe is read on in every way.
+    plain = found is not None and (found.as_crop or found.likeness >= SURE_SCORE)
+    elsewhere = _likeliest_keyframe(query_rgb, reader, (held.times[0], held.times[-1]), lo, hi, whole_only=plain)
     if elsewhere is None:
         return found
     again = _Frames(reader, elsewhere, lo, hi)
-    other = _moment_in(query_rgb, again, lo, hi) if again.frames else None
-    # A crop's likeness elsewhere does not outweigh a whole frame's here, and one within SAME_PICTURE of it shows the
+    if not again.frames:
+        return found
+    other = (
+        _WholeReading(query_rgb, again).moment(lo, hi, crops=False) if plain else _moment_in(query_rgb, again, lo, hi)
+    )
+    # A crop's likeness does not outweigh a whole frame's, and one within SAME_PICTURE of the first reading shows the
     # same picture (a still shot, read again further on): the first reading agrees with the stored frames.
-    if other is not None and (found is None or (not other.as_crop and other.likeness > found.likeness + SAME_PICTURE)):
+    if other is not None and (
+        found is None or found.as_crop or (not other.as_crop and other.likeness > found.likeness + SAME_PICTURE)
+    ):
         return other
     return found
 
@@ -622,25 +621,22 @@ def _likeliest_keyframe(
             frames += more_frames
     if not frames:
         return None
-    if not whole_only:
-        return times[int(np.argmax(_rough_likeness(query_rgb, frames, _halved)))]
-    grey = grey_query(query_rgb, frames[0].shape)
-    likeness = np.maximum(
-        *(correlations(frames, _whole(oriented, frames[0].shape)) for oriented in (grey, grey[:, ::-1].copy()))
-    )
+    likeness = _rough_likeness(query_rgb, frames, _halved, crops=not whole_only)
     likeliest = int(np.argmax(likeness))
-    return times[likeliest] if likeness[likeliest] >= PLAUSIBLE_SCORE else None
+    return times[likeliest] if not whole_only or likeness[likeliest] >= PLAUSIBLE_SCORE else None
 
 
 def _rough_likeness(
-    query_rgb: np.ndarray, frames: list[np.ndarray], halve: Callable[[np.ndarray], np.ndarray]
+    query_rgb: np.ndarray, frames: list[np.ndarray], halve: Callable[[np.ndarray], np.ndarray], crops: bool = True
 ) -> np.ndarray:
-    """Each grey frame's likeness to the query, as a whole frame or placed as a crop at the coarse sizes at half size
-    (`halve` shrinks a frame), in either orientation."""
+    """Each grey frame's likeness to the query, as a whole frame or (with crops) placed as a crop at the coarse sizes
+    at half size (`halve` shrinks a frame), in either orientation."""
     grey = grey_query(query_rgb, frames[0].shape)
     likeness = np.full(len(frames), -1.0)
     for oriented in (grey, np.ascontiguousarray(grey[:, ::-1])):
         likeness = np.maximum(likeness, correlations(frames, _whole(oriented, frames[0].shape)))
+        if not crops:
+            continue
         templates = Templates(oriented).halved
         for i, frame in enumerate(frames):
             placed = place_query(templates, halve(frame), fine=False)
