@@ -6,6 +6,8 @@ import pytest
 
 from animeback.config import Settings, load_settings, to_dict, write_default_config
 from animeback.errors import ConfigError
+from animeback.model.finetune import CARD_NAME, HEAD_NAME, trained_model_card
+from tests.conftest import ROOT
 
 
 def test_default_config_is_written_once_and_documented(tmp_path):
@@ -88,3 +90,19 @@ def test_a_redis_url_is_a_secret_in_errors(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(path, {})
     assert "'stores.redis_url' must be str" in err.value.message and "hunter2" not in err.value.message
+
+
+def test_a_trained_model_s_card_gives_its_false_match_threshold_and_a_bad_one_is_named(tmp_path):
+    shipped = ROOT / "models" / "animeback-v2"
+    assert trained_model_card(shipped).false_match_threshold == pytest.approx(0.636)
+    card = json.loads((shipped / CARD_NAME).read_text())
+    del card["false_match_threshold"]  # a model `run.py train` made: not measured yet
+    folder = tmp_path / "animeback-v9"
+    folder.mkdir()
+    (folder / HEAD_NAME).write_bytes(b"")
+    (folder / CARD_NAME).write_text(json.dumps(card))
+    assert trained_model_card(folder).false_match_threshold is None
+    for bad in (1.5, "high", True):
+        (folder / CARD_NAME).write_text(json.dumps({**card, "false_match_threshold": bad}))
+        with pytest.raises(ConfigError, match="false_match_threshold must be a number between 0 and 1"):
+            trained_model_card(folder)

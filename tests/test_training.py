@@ -17,9 +17,9 @@ from animeback.config import updated
 from animeback.errors import IndexMismatchError
 from animeback.index import Index
 from animeback.ingest.indexer import process_library
-from animeback.model.embedder import Embedder
+from animeback.model.embedder import DEFAULT_FALSE_MATCH_THRESHOLD, Embedder
 from animeback.model.finetune import CARD_NAME, HEAD_NAME
-from animeback.query.search import Searcher
+from animeback.query.search import DOUBTFUL_BELOW_THRESHOLD, REFINE_MIN_BELOW_THRESHOLD, Searcher
 from animeback.sources.synthetic import grab_frame, make_episode
 from animeback.training.train import CHECKPOINT_DIR, next_model_folder
 from tests.conftest import ROOT, make_settings
@@ -119,7 +119,20 @@ def test_trained_model_indexes_searches_and_never_mixes_with_another(trained, tm
         from animeback.query.decode import decode_query_image
 
         rgb = decode_query_image(frame.read_bytes(), 1 << 24, 1 << 24, 16)
-        top = Searcher(index).search(rgb).matches[0]
+        searcher = Searcher(index)
+        top = searcher.search(rgb).matches[0]
         assert top.filename == "ep32.mp4" and abs(top.at - 7.0) <= 1.0
+        # A card that does not give the model's false-match threshold: search reads scenes as for the default model.
+        assert searcher.doubtful_similarity == pytest.approx(DEFAULT_FALSE_MATCH_THRESHOLD - DOUBTFUL_BELOW_THRESHOLD)
         vectors = fine_tuned.embed(np.stack([np.zeros((224, 224, 3), np.uint8) + 90]))
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    card = json.loads((out / CARD_NAME).read_text())
+    (out / CARD_NAME).write_text(json.dumps({**card, "false_match_threshold": 0.6}))
+    try:
+        with Index(settings, Embedder.from_settings(settings)) as index:  # the same weights, so the same index
+            searcher = Searcher(index)
+            assert searcher.refine_min_similarity == pytest.approx(0.6 - REFINE_MIN_BELOW_THRESHOLD)
+            assert searcher.doubtful_similarity == pytest.approx(0.6 - DOUBTFUL_BELOW_THRESHOLD)
+            assert searcher.search(rgb).matches[0].filename == "ep32.mp4"
+    finally:
+        (out / CARD_NAME).write_text(json.dumps(card))

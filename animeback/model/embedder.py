@@ -144,6 +144,11 @@ def check_model_files(settings: Settings) -> None:
         PcaModel.load(pca_path(settings))
 
 
+# The similarity that at most 1% of screenshots of video not in the index reach with the ImageNet CNN and the
+# shipped PCA (benchmarks/robustness.py, 0.755-0.757 in every run); a trained model's card gives its own.
+DEFAULT_FALSE_MATCH_THRESHOLD = 0.755
+
+
 class Embedder:
     """Turns batches of 224x224 RGB uint8 images into unit-length vectors; loads the CNN once.
 
@@ -207,6 +212,14 @@ class Embedder:
             raise ConfigError("PCA applies to the ImageNet model only; this embedder uses a trained model")
         self.pca = pca
         self.model_name = f"mobilenet_v2_imagenet+pca{pca.dim}-{pca.fingerprint()}" if pca else "mobilenet_v2_imagenet"
+
+    @property
+    def false_match_threshold(self) -> float:
+        """The similarity that at most 1% of screenshots of video not in the index reach with this model (the
+        default model's where a trained model's card does not say)."""
+        if self.card is not None and self.card.false_match_threshold is not None:
+            return self.card.false_match_threshold
+        return DEFAULT_FALSE_MATCH_THRESHOLD
 
     @property
     def dim(self) -> int:

@@ -25,6 +25,9 @@ CUT_LAYER = "features_16_add"
 TRUNK_SHAPE = (7, 7, 160)
 
 
+CARD_KEYS = ("name", "version", "dim", "cut_layer", "base", "training", "false_match_threshold")
+
+
 @dataclass
 class ModelCard:
     """What model.json says of a trained model."""
@@ -35,6 +38,9 @@ class ModelCard:
     cut_layer: str = CUT_LAYER
     base: str = "mobilenet_v2_imagenet"
     training: dict = field(default_factory=dict)
+    # The similarity that at most 1% of screenshots of video not in the index reach with this model, as
+    # benchmarks/robustness.py measured it (None: not measured; search then assumes the default model's).
+    false_match_threshold: float | None = None
 
     def save(self, folder: Path) -> None:
         (folder / CARD_NAME).write_text(json.dumps(self.__dict__, indent=2) + "\n")
@@ -44,7 +50,11 @@ class ModelCard:
         path = folder / CARD_NAME
         try:
             data = json.loads(path.read_text())
-            return cls(**{k: data[k] for k in ("name", "version", "dim", "cut_layer", "base", "training") if k in data})
+            card = cls(**{k: data[k] for k in CARD_KEYS if k in data})
+            threshold = card.false_match_threshold
+            if threshold is not None and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+                raise ValueError(f"false_match_threshold must be a number between 0 and 1, not {threshold!r}")
+            return card
         except FileNotFoundError:
             raise ConfigError(f"no trained model at {folder} ({CARD_NAME} missing; see models/README.md)") from None
         except (ValueError, TypeError) as exc:

@@ -20,13 +20,16 @@ from .decode import decode_query
 from .refine import UNSURE_REACH_S, Crop, Moment, ReaderPool, find_moment
 from .regions import QueryRegion, first_regions, further_regions, window_aspects
 
-# Scenes less similar than this get no exact moment: no frame of theirs is likely the query's picture (the least
-# similar right answers, half frames, scored 0.69 on the robustness benchmark).
-REFINE_MIN_SIMILARITY = 0.6
-# Under the default model's 1% false-match threshold (0.75) a match is more likely another picture than the query's
-# (a half frame or a shrunk crop of its own frame also scores 0.69-0.75): its frames are read only when one near
-# its moment is roughly like the query (refine.PLAUSIBLE_SCORE), since most such scenes are not-indexed pictures.
-DOUBTFUL_SIMILARITY = 0.75
+# Both below the model's 1% false-match threshold (Embedder.false_match_threshold; 0.755 for the default model),
+# since a trained model's similarities lie lower (measured: animeback-v3's threshold 0.641, and its half frames found
+# on the frames 79.3% -> 84.3% with these margins below its threshold instead of below the default model's).
+# Scenes this far below it get no exact moment: no frame of theirs is likely the query's picture (with the default
+# model, the least similar right answers, half frames, scored 0.69 on the robustness benchmark).
+REFINE_MIN_BELOW_THRESHOLD = 0.155
+# Under the threshold a match is more likely another picture than the query's (with the default model, a half frame
+# or a shrunk crop of its own frame also scores 0.69-0.75): its frames are read only when one near its moment is
+# roughly like the query (refine.PLAUSIBLE_SCORE), since most such scenes are not-indexed pictures.
+DOUBTFUL_BELOW_THRESHOLD = 0.005
 # A scene whose frames do not show the picture lets the next scene be read in its place, up to this many, while
 # within this of the best one's similarity: in a long shot or a repeated pose the vectors rank another scene of the
 # same episode first by a few thousandths (measured: 6 of the half-frame row's 18 misses, the right scene second).
@@ -259,6 +262,9 @@ class Searcher:
         self.settings = settings or index.settings.search
         self.vectors_per_frame = index.parameters().vectors_per_frame
         self.readers = ReaderPool()  # of the videos the exact moment is read from
+        threshold = index.embedder.false_match_threshold
+        self.refine_min_similarity = threshold - REFINE_MIN_BELOW_THRESHOLD
+        self.doubtful_similarity = threshold - DOUBTFUL_BELOW_THRESHOLD
 
     def series_folders(self, series: str) -> list[str]:
         """The series folders a filter names: those with that integer id (AniList's or the catalogue's) when it is
@@ -349,7 +355,7 @@ class Searcher:
         if source is None:
             return None
         video, crop = source
-        doubtful = match.similarity < DOUBTFUL_SIMILARITY
+        doubtful = match.similarity < self.doubtful_similarity
         for near in refine_starts(match, hits):
             found = find_moment(self.readers, video, crop, picture, near, match.start, match.end, doubtful)
             if found is not None:
@@ -370,7 +376,7 @@ class Searcher:
                 break
             if i >= wanted and match.similarity < best - STAND_IN_MARGIN:
                 break
-            if match.similarity < REFINE_MIN_SIMILARITY:
+            if match.similarity < self.refine_min_similarity:
                 continue  # most likely a false match: decoding its frames would cost the most and give nothing
             read += 1
             moment_found = self._exact_moment(match, records[match.episode_id], picture, hits)
