@@ -1,7 +1,7 @@
 """Robust search: top-1 at the 1% false-match threshold, per distortion, for AnimeBack and a colour-layout baseline.
 
     .venv/bin/python benchmarks/robustness.py [--queries 20] [--seed 7] [--holdout tom_and_jerry_trap_happy.mp4] \
-        [--model models/animeback-v2] [--compare-repeats] [--no-halves] [--binary-halves] \
+        [--model models/animeback-v3] [--compare-repeats] [--no-halves] [--binary-halves] \
         [--also-with search.confident=1.0]
 
 Same protocol as accuracy.py (seeded query times per clip, correct = right file and `at` within 1 s or the true
@@ -108,7 +108,7 @@ def main() -> None:
         type=Path,
         action="append",
         default=[],
-        help="also measure this trained model folder (models/animeback-v2); repeatable",
+        help="also measure this trained model folder (models/animeback-v3); repeatable",
     )
     parser.add_argument(
         "--compare-repeats",

@@ -93,8 +93,8 @@ def test_a_redis_url_is_a_secret_in_errors(tmp_path):
 
 
 def test_a_trained_model_s_card_gives_its_false_match_threshold_and_a_bad_one_is_named(tmp_path):
-    shipped = ROOT / "models" / "animeback-v2"
-    assert trained_model_card(shipped).false_match_threshold == pytest.approx(0.636)
+    shipped = ROOT / "models" / "animeback-v3"
+    assert trained_model_card(shipped).false_match_threshold == pytest.approx(0.641)
     card = json.loads((shipped / CARD_NAME).read_text())
     del card["false_match_threshold"]  # a model `run.py train` made: not measured yet
     folder = tmp_path / "animeback-v9"
