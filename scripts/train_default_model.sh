@@ -13,10 +13,12 @@ out=$(realpath -m "${OUT:-models/animeback-v3}")
 [ -d "$train" ] || { echo "error: $train not found (set TRAIN=folder of the shared training clips)" >&2; exit 1; }
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
-for clip in "$train"/*.mp4 "$train"/*.webm "$train"/*.mkv "$train"/*.gif; do
-  [ -e "$clip" ] && ln -s "$(realpath "$clip")" "$data/"
+shopt -s nullglob  # a pattern no file matches is left out (the folder also holds README.md and manifest.tsv)
+clips=("$train"/*.mp4 "$train"/*.webm "$train"/*.mkv "$train"/*.gif)
+[ ${#clips[@]} -gt 0 ] || { echo "error: no videos in $train" >&2; exit 1; }
+for clip in "${clips[@]}"; do
+  ln -s "$(realpath "$clip")" "$data/"
 done
-[ -n "$(ls "$data")" ] || { echo "error: no videos in $train" >&2; exit 1; }
 config="$data/config.json"
 printf '{"library_dir": "%s/empty"}\n' "$data" > "$config"
 exec .venv/bin/python run.py --config "$config" train --videos "$data" --out "$out" "$@"
